@@ -1,0 +1,2 @@
+/* csvio.c — placeholder: being written (see the open issues). */
+#include "opd.h"

@@ -1,0 +1,2 @@
+/* tasks.c — placeholder: being written (see the open issues). */
+#include "opd.h"

@@ -1,0 +1,2 @@
+/* tokenizer.c — placeholder: being written (see the open issues). */
+#include "opd.h"

@@ -1,0 +1,460 @@
+/* opd.h — public API of libopd, the reference implementation of on-policy
+ * distillation with rollout-horizon control (see ../shared/SPEC.md).
+ *
+ * Conventions
+ *  - fp32 everywhere in the reference. Row-major arrays; shapes in comments use
+ *    B (batch), T (sequence length), C (d_model), V (vocab), L (layers),
+ *    NH (query heads), NKV (key/value heads), hd (head dim = C / NH), F (ffn).
+ *  - A weight of a linear layer is (OC, C) and computes out = inp @ W^T (+ b),
+ *    as in PyTorch / Hugging Face, so checkpoints load there without transposes.
+ *  - *_backward functions ACCUMULATE (+=) into their gradient outputs, so a
+ *    residual branch simply adds; callers zero gradients once per step.
+ *  - Functions returning int return 0 on success and -1 on error; the error
+ *    message (naming the file and the problem) is in opd_last_error().
+ */
+#ifndef OPD_H
+#define OPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ errors */
+const char *opd_last_error(void);
+/* printf-style; the library's single way to report an error. Returns -1. */
+int opd_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* --------------------------------------------------------------- utilities */
+void *opd_malloc(size_t nbytes);               /* aborts with a message on OOM */
+void *opd_calloc(size_t n, size_t size);       /* zeroed; aborts on OOM */
+double opd_time(void);                         /* monotonic seconds */
+long opd_peak_rss_kb(void);                    /* VmHWM of this process, kB */
+/* Write `n` byte ranges to `path` atomically: temp file in the same directory,
+ * fsync, rename, fsync the directory. On failure the old file is untouched. */
+int opd_atomic_write(const char *path, const void *const *parts,
+                     const size_t *sizes, int n);
+/* Same, for a file produced by a callback writing to a FILE* (CSV, JSON). */
+struct opd_file_writer_ctx;
+int opd_atomic_write_cb(const char *path,
+                        int (*write_fn)(void *user, void *fp /* FILE* */),
+                        void *user);
+
+/* ------------------------------------------------------------ model config */
+typedef struct {
+    int vocab_size;     /* V */
+    int d_model;        /* C */
+    int n_layers;       /* L */
+    int n_heads;        /* NH, query heads */
+    int n_kv_heads;     /* NKV, key/value heads; NH % NKV == 0 (GQA when <) */
+    int d_ff;           /* F, SwiGLU hidden size */
+    int max_seq_len;    /* longest sequence (prompt + horizon) the model takes */
+    int qkv_bias;       /* 1: bias on q/k/v projections (Qwen2 style) */
+    int tie_embeddings; /* 1: LM head is the token embedding */
+    float rope_theta;   /* RoPE base, default 10000 */
+    float rms_eps;      /* RMSNorm epsilon, default 1e-6 */
+} opd_config;
+
+void opd_config_default(opd_config *cfg);
+/* Checks every field's range; `what` names the source in the message. */
+int opd_config_validate(const opd_config *cfg, const char *what);
+
+/* ------------------------------------------------------------- parameters */
+/* All parameters live in one flat buffer; this struct names views into it.
+ * Per-layer tensors are stacked over L: layer l of wq is wq + l*(C*C). */
+typedef struct {
+    float *wte;     /* (V, C)           token embedding                    */
+    float *ln1_w;   /* (L, C)           RMSNorm before attention           */
+    float *wq;      /* (L, NH*hd, C)                                       */
+    float *bq;      /* (L, NH*hd)       NULL unless qkv_bias               */
+    float *wk;      /* (L, NKV*hd, C)                                      */
+    float *bk;      /* (L, NKV*hd)      NULL unless qkv_bias               */
+    float *wv;      /* (L, NKV*hd, C)                                      */
+    float *bv;      /* (L, NKV*hd)      NULL unless qkv_bias               */
+    float *wo;      /* (L, C, NH*hd)                                       */
+    float *ln2_w;   /* (L, C)           RMSNorm before the MLP             */
+    float *w_gate;  /* (L, F, C)                                           */
+    float *w_up;    /* (L, F, C)                                           */
+    float *w_down;  /* (L, C, F)                                           */
+    float *lnf_w;   /* (C)              final RMSNorm                      */
+    float *lm_head; /* (V, C)           == wte when tie_embeddings         */
+} opd_params;
+
+/* One named tensor of the flat buffer, Hugging Face Qwen2 naming
+ * ("model.layers.3.self_attn.q_proj.weight"), so checkpoints load in
+ * transformers' Qwen2ForCausalLM. */
+typedef struct {
+    char name[96];
+    size_t offset;  /* in floats, into the flat parameter buffer */
+    size_t numel;
+    int ndim;       /* 1 or 2 */
+    int shape[2];
+    int decay;      /* 1: AdamW weight decay applies (matrices, not norms/biases) */
+} opd_tensor_info;
+
+/* Number of named tensors for this config (tied head: no lm_head entry). */
+int opd_param_tensor_count(const opd_config *cfg);
+/* Fill `out` (opd_param_tensor_count entries). */
+void opd_param_tensors(const opd_config *cfg, opd_tensor_info *out);
+size_t opd_param_count(const opd_config *cfg);
+/* Point the views of `p` into the flat buffer `mem`. */
+void opd_params_bind(opd_params *p, float *mem, const opd_config *cfg);
+
+/* ------------------------------------------------------------ activations */
+/* Everything the backward pass needs, sized for (B, T) at allocation. */
+typedef struct {
+    int B, T;          /* capacity */
+    float *encoded;    /* (B, T, C)          embedding output = input of layer 0 */
+    float *ln1;        /* (L, B, T, C)       n1(x)                              */
+    float *ln1_rstd;   /* (L, B, T)                                             */
+    float *q;          /* (L, B, T, NH*hd)   after RoPE                         */
+    float *k;          /* (L, B, T, NKV*hd)  after RoPE                         */
+    float *v;          /* (L, B, T, NKV*hd)                                     */
+    float *att;        /* (L, B, NH, T, T)   softmax probabilities              */
+    float *atty;       /* (L, B, T, NH*hd)   attention output before Wo         */
+    float *res_mid;    /* (L, B, T, C)       h = x + Wo atty                    */
+    float *ln2;        /* (L, B, T, C)                                          */
+    float *ln2_rstd;   /* (L, B, T)                                             */
+    float *gate;       /* (L, B, T, F)       Wgate n2(h), before silu           */
+    float *up;         /* (L, B, T, F)                                          */
+    float *swiglu;     /* (L, B, T, F)       silu(gate) * up                    */
+    float *res_out;    /* (L, B, T, C)       block output = input of layer l+1  */
+    float *lnf;        /* (B, T, C)                                             */
+    float *lnf_rstd;   /* (B, T)                                                */
+    float *logits;     /* (B, T, V)                                             */
+    int *pos;          /* (B, T)             RoPE position of each token        */
+} opd_acts;
+
+/* Scratch for the backward pass, sized like one layer. */
+typedef struct {
+    float *dres;       /* (B, T, C)   gradient of the residual stream      */
+    float *dbuf_c;     /* (B, T, C)                                        */
+    float *dbuf_c2;    /* (B, T, C)                                        */
+    float *dq;         /* (B, T, NH*hd)                                    */
+    float *dk;         /* (B, T, NKV*hd)                                   */
+    float *dv;         /* (B, T, NKV*hd)                                   */
+    float *datty;      /* (B, T, NH*hd)                                    */
+    float *datt;       /* (B, NH, T, T)                                    */
+    float *dgate;      /* (B, T, F)                                        */
+    float *dup;        /* (B, T, F)                                        */
+    float *dswiglu;    /* (B, T, F)                                        */
+} opd_grad_scratch;
+
+typedef struct {
+    opd_config cfg;
+    size_t num_params;
+    float *params_mem;     /* (num_params) */
+    opd_params params;
+    float *grads_mem;      /* (num_params), NULL until opd_model_alloc_grads */
+    opd_params grads;
+    opd_acts acts;         /* allocated on demand for the largest (B, T) seen */
+    opd_grad_scratch gs;
+    int B, T;              /* shape of the last forward */
+    int acts_B, acts_T;    /* capacity of acts */
+} opd_model;
+
+int opd_model_init(opd_model *m, const opd_config *cfg);  /* params zeroed */
+/* GPT-2 style init: N(0, 0.02) matrices, residual projections scaled by
+ * 1/sqrt(2L), norms 1, biases 0. Deterministic in `seed` (Philox keyed). */
+void opd_model_init_random(opd_model *m, uint64_t seed);
+void opd_model_alloc_grads(opd_model *m);
+void opd_model_zero_grads(opd_model *m);
+void opd_model_free(opd_model *m);
+
+/* Forward over tokens (B, T). pad (B) or NULL: sequence b is left-padded with
+ * pad[b] tokens that are neither attended to nor given RoPE positions; its
+ * first real token has position 0. Fills m->acts (logits (B, T, V)). */
+void opd_model_forward(opd_model *m, const int *tokens, const int *pad,
+                       int B, int T);
+/* Backward from dlogits (B, T, V) of the last forward; accumulates into
+ * m->grads (call opd_model_zero_grads first). */
+void opd_model_backward(opd_model *m, const float *dlogits);
+
+/* ------------------------------------------------- layers (one per direction) */
+/* These are exposed for the tests and the CUDA checks; the model calls them. */
+typedef enum { OPD_MATMUL_BLAS = 0, OPD_MATMUL_ONEDNN = 1 } opd_matmul_backend;
+void opd_matmul_set_backend(opd_matmul_backend b);
+opd_matmul_backend opd_matmul_get_backend(void);
+const char *opd_matmul_backend_name(opd_matmul_backend b);
+/* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL) */
+void matmul_forward(float *out, const float *inp, const float *weight,
+                    const float *bias, int N, int C, int OC);
+/* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp;
+ * dbias (OC) += sum_n dout. Any of dinp, dweight, dbias may be NULL. */
+void matmul_backward(float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight,
+                     int N, int C, int OC);
+/* C (M, N) = alpha * op(A) op(B) + beta * C, row-major, the one sgemm every
+ * layer goes through (dispatches to the selected backend). */
+void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
+               const float *A, int lda, const float *B, int ldb, float beta,
+               float *C, int ldc);
+
+/* out (N, C) = wte[tokens] */
+void encoder_forward(float *out, const int *tokens, const float *wte, int N, int C);
+void encoder_backward(float *dwte, const float *dout, const int *tokens, int N, int C);
+/* out = inp * rstd * weight, rstd (N) saved for backward */
+void rmsnorm_forward(float *out, float *rstd, const float *inp,
+                     const float *weight, int N, int C, float eps);
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout,
+                      const float *inp, const float *weight, const float *rstd,
+                      int N, int C);
+/* In-place rotary embedding of x (N, nh, hd) at positions pos (N); the
+ * rotate-half convention of Llama/Qwen2 (pairs i and i + hd/2). */
+void rope_forward(float *x, const int *pos, int N, int nh, int hd, float theta);
+/* dx in place: the transpose of the rotation (rotation by -angle). */
+void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta);
+/* Causal grouped-query attention.
+ * q (B, T, NH*hd), k, v (B, T, NKV*hd), out (B, T, NH*hd), att (B, NH, T, T).
+ * pad (B) or NULL: keys j < pad[b] are masked; a padded query row attends to
+ * itself only (its output is never used, but stays finite). */
+void attention_forward(float *out, float *att, const float *q, const float *k,
+                       const float *v, const int *pad, int B, int T, int NH,
+                       int NKV, int hd);
+void attention_backward(float *dq, float *dk, float *dv, float *datt,
+                        const float *dout, const float *q, const float *k,
+                        const float *v, const float *att, const int *pad,
+                        int B, int T, int NH, int NKV, int hd);
+/* out (N, F) = silu(gate) * up */
+void swiglu_forward(float *out, const float *gate, const float *up, int N, int F);
+void swiglu_backward(float *dgate, float *dup, const float *dout,
+                     const float *gate, const float *up, int N, int F);
+
+/* ------------------------------------------------------- cross-entropy loss */
+/* Next-token cross-entropy on logits (B, T, V) against targets (B, T) with
+ * mask (B, T) (NULL: all ones); token-mean over masked positions. Writes
+ * dlogits (B, T, V) (may be NULL) and returns the loss. */
+float opd_cross_entropy(const float *logits, const int *targets,
+                        const float *mask, int B, int T, int V, float *dlogits);
+/* log-softmax of one row; returns the log-sum-exp. */
+float opd_log_softmax(float *out, const float *logits, int V);
+
+/* ---------------------------------------------------------------- optimizer */
+typedef enum { OPD_LR_CONSTANT = 0, OPD_LR_COSINE = 1 } opd_lr_kind;
+typedef struct {
+    float lr;           /* peak learning rate */
+    float beta1, beta2, eps;
+    float weight_decay; /* decoupled, on tensors with decay = 1 */
+    float grad_clip;    /* global-norm clip; <= 0 disables */
+    opd_lr_kind lr_kind;
+    int warmup_steps;   /* linear warmup from 0 (cosine schedule) */
+    int total_steps;    /* cosine reaches min_lr_frac * lr here */
+    float min_lr_frac;
+} opd_optim_config;
+
+typedef struct {
+    opd_optim_config cfg;
+    size_t n;
+    float *m, *v;       /* (n) first and second moments */
+    long step;          /* number of updates done */
+} opd_adamw;
+
+void opd_optim_config_default(opd_optim_config *c);
+void opd_adamw_init(opd_adamw *opt, const opd_optim_config *cfg, size_t n);
+void opd_adamw_free(opd_adamw *opt);
+float opd_lr_at(const opd_optim_config *c, long step);
+/* Global L2 norm of the gradient, accumulated in double in a fixed order. */
+float opd_grad_norm(const float *g, size_t n);
+/* Clip (per cfg), then one AdamW update of m->params from m->grads.
+ * Returns the gradient norm before clipping. */
+float opd_adamw_update(opd_adamw *opt, opd_model *m);
+
+/* ----------------------------------------------------------- safetensors */
+typedef enum { OPD_F32 = 0, OPD_I32 = 1, OPD_F64 = 2, OPD_U8 = 3, OPD_I64 = 4 } opd_dtype;
+size_t opd_dtype_size(opd_dtype d);
+const char *opd_dtype_name(opd_dtype d);   /* "F32", "I32", ... */
+
+typedef struct {
+    char *name;
+    opd_dtype dtype;
+    int ndim;
+    int64_t shape[4];
+    size_t nbytes;
+    void *data;        /* owned copy, aligned */
+} opd_st_tensor;
+
+typedef struct {
+    int n, cap;
+    opd_st_tensor *t;  /* in file order (sorted by name when written) */
+    int nmeta;
+    char **meta_keys, **meta_vals;   /* the __metadata__ string map */
+} opd_safetensors;
+
+void opd_st_init(opd_safetensors *st);
+/* Read and validate: header length, JSON, dtypes, shapes, offsets inside the
+ * file, no overlaps or gaps, sizes matching shapes. */
+int opd_st_read(const char *path, opd_safetensors *st);
+/* Adds a copy of data. */
+int opd_st_add(opd_safetensors *st, const char *name, opd_dtype dtype,
+               int ndim, const int64_t *shape, const void *data);
+int opd_st_set_meta(opd_safetensors *st, const char *key, const char *val);
+const char *opd_st_get_meta(const opd_safetensors *st, const char *key);
+const opd_st_tensor *opd_st_find(const opd_safetensors *st, const char *name);
+/* Atomic write (temp file, fsync, rename). */
+int opd_st_write(const opd_safetensors *st, const char *path);
+void opd_st_free(opd_safetensors *st);
+
+/* ------------------------------------------------------------ checkpoints */
+/* The config is stored in __metadata__ (one key per field, "opd.*"), plus
+ * "format": "pt". Extra string pairs (training state) may be passed. */
+int opd_model_save(const opd_model *m, const char *path,
+                   const opd_adamw *opt /* NULL: weights only */,
+                   const char *const *meta_keys, const char *const *meta_vals,
+                   int nmeta);
+/* Loads config + weights into a fresh model (m uninitialised on entry).
+ * opt may be NULL; if not, the optimizer moments and step are restored and
+ * the file must hold them. Checks every tensor name, dtype and shape. */
+int opd_model_load(opd_model *m, const char *path, opd_adamw *opt);
+/* Read a metadata value of a checkpoint without loading the weights
+ * (returns a malloc'd string or NULL). */
+char *opd_checkpoint_meta(const char *path, const char *key);
+int opd_config_from_meta(opd_config *cfg, const opd_safetensors *st,
+                         const char *path);
+int opd_config_to_meta(const opd_config *cfg, opd_safetensors *st);
+
+/* ------------------------------------------------------------------- RNG */
+/* Philox4x32-10 (Salmon et al. 2011), the counter-based generator used for
+ * every random draw, so that a draw depends only on its key, not on thread
+ * count, batch order or device. */
+void opd_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* Uniform in [0, 1) from the draw keyed by (seed, a, b, c); word selects
+ * which of the 4 outputs (0..3). 24-bit mantissa-exact. */
+float opd_uniform(uint64_t seed, uint32_t a, uint32_t b, uint32_t c, int word);
+/* Standard normal via Box-Muller on the same keyed draw. */
+float opd_normal(uint64_t seed, uint32_t a, uint32_t b, uint32_t c);
+
+/* --------------------------------------------------------------- sampling */
+typedef struct {
+    float temperature;  /* 0: greedy */
+    int top_k;          /* 0: off */
+    float top_p;        /* 1: off */
+} opd_sampler_config;
+
+void opd_sampler_config_default(opd_sampler_config *s);
+/* Sample one token from logits (V). The uniform draw is keyed by
+ * (seed, step, seq, pos). *logprob receives log softmax(logits)[token] at
+ * temperature 1, unfiltered: the model's own probability, which is what the
+ * importance weight of the sampled reverse-KL loss compares against.
+ * scratch holds 2*V floats. */
+int opd_sample_token(const float *logits, int V, const opd_sampler_config *s,
+                     uint64_t seed, uint32_t step, uint32_t seq, uint32_t pos,
+                     float *logprob, float *scratch);
+
+/* --------------------------------------------------------- KV cache, decode */
+typedef struct {
+    int L, B, cap, kv_dim;   /* cap: positions held = prompt + horizon */
+    float *k, *v;            /* (L, B, cap, NKV*hd) */
+} opd_kv_cache;
+
+int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int cap);
+void opd_kv_cache_free(opd_kv_cache *c);
+size_t opd_kv_cache_bytes(const opd_kv_cache *c);
+
+/* Per-call scratch of the decode step (one token per sequence). */
+typedef struct {
+    int B, cap;
+    float *x, *xn, *q, *k, *v, *atty, *tmp, *gate, *up, *att; /* sized for B */
+} opd_decode_scratch;
+int opd_decode_scratch_init(opd_decode_scratch *s, const opd_config *cfg,
+                            int B, int cap);
+void opd_decode_scratch_free(opd_decode_scratch *s);
+
+/* Decode one position t for every sequence: tokens (B) are the tokens at
+ * position t, written into the cache, attention over cache positions
+ * pad[b]..t. logits (B, V). Costs O(t) attention, one token of matmuls. */
+void opd_model_decode_step(const opd_model *m, opd_kv_cache *c,
+                           opd_decode_scratch *s, const int *tokens,
+                           const int *pad, int t, float *logits);
+
+/* ---------------------------------------------------------------- rollouts */
+typedef struct {
+    int B, P, H;      /* batch, padded prompt length, horizon H_k */
+    int *tokens;      /* (B, P + H) left-padded prompt, then generated tokens
+                         (pad_id after a sequence ends)                      */
+    int *pad;         /* (B) leading pad tokens of each prompt               */
+    float *mask;      /* (B, H) 1 for tokens in the loss (EOS kept)          */
+    float *logprobs;  /* (B, H) sampler log-probs (temperature 1)            */
+    int *length;      /* (B) generated tokens, EOS included                  */
+    int *truncated;   /* (B) 1 if cut by the horizon before EOS              */
+    double peak_cache_bytes;
+} opd_rollout;
+
+typedef struct {
+    int eos_id, pad_id;
+    opd_sampler_config sampler;
+    uint64_t seed;
+    uint32_t step;        /* training step k, part of the RNG key */
+} opd_rollout_config;
+
+/* prompts: (B, P) left-padded, pad (B). seq_ids (B): stable ids used in the RNG
+ * key so a sequence's tokens don't depend on its place in the batch.
+ * Generates at most H tokens per sequence; the KV cache holds P + H. */
+int opd_rollout_sample(const opd_model *student, const int *prompts,
+                       const int *pad, const uint32_t *seq_ids, int B, int P,
+                       int H, const opd_rollout_config *rc, opd_rollout *out);
+void opd_rollout_free(opd_rollout *r);
+
+/* ------------------------------------------------------ distillation losses */
+typedef enum {
+    OPD_LOSS_RKL_SAMPLED = 0, /* token-level sampled reverse KL as a reward (paper, Tinker) */
+    OPD_LOSS_RKL_FULL,        /* full-vocabulary reverse KL                             */
+    OPD_LOSS_FKL,             /* forward KL                                             */
+    OPD_LOSS_JSD,             /* generalized JSD(beta): beta=0 forward, beta=1 reverse  */
+    OPD_LOSS_RKL_TOPK,        /* reverse KL on the teacher's top-k tokens, renormalised */
+    OPD_LOSS_RKL_SEQ          /* sequence-level: advantage = discounted sum of rewards  */
+} opd_loss_kind;
+typedef enum { OPD_REDUCE_TOKEN_MEAN = 0, OPD_REDUCE_SEQ_MEAN = 1 } opd_reduction;
+
+typedef struct {
+    opd_loss_kind kind;
+    opd_reduction reduction;
+    float reward_clamp;  /* clamp r_t to [-c, c]; <= 0 disables */
+    float beta;          /* JSD */
+    int topk;            /* teacher top-k */
+    float gamma;         /* sequence-level discount (0 == token level) */
+} opd_loss_config;
+
+void opd_loss_config_default(opd_loss_config *c);
+const char *opd_loss_name(opd_loss_kind k);
+int opd_loss_parse(const char *name, opd_loss_kind *k);
+/* s_logits, t_logits (B, H, V): student and teacher logits predicting the H
+ * rollout tokens y (B, H); mask (B, H); sampler_lp (B, H) or NULL (importance
+ * weight 1). Writes dlogits (B, H, V) = d loss / d s_logits (overwrites),
+ * per_token (B, H) the loss term of each token (NULL ok) and rkl (B, H) the
+ * exact full-vocabulary reverse KL per token for logging (NULL ok).
+ * Returns the reduced loss. */
+float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
+                       const float *t_logits, const int *y, const float *mask,
+                       const float *sampler_lp, int B, int H, int V,
+                       float *dlogits, float *per_token, float *rkl);
+
+/* -------------------------------------------------------- horizon schedules */
+typedef enum {
+    OPD_SCHED_FULL = 0,       /* OPD:  H_k = T                                   */
+    OPD_SCHED_PROGRESSIVE,    /* POPD: H_k = min(T, H0 + dH * floor(k / dk))     */
+    OPD_SCHED_LINEAR,         /* min(T, H0 + (T - H0) * k / total_steps), ceil   */
+    OPD_SCHED_GEOMETRIC,      /* min(T, ceil(H0 * growth^floor(k / dk)))         */
+    OPD_SCHED_TRUNCATED       /* TOPD: H_k = ceil(rho * T)                       */
+} opd_schedule_kind;
+
+typedef struct {
+    opd_schedule_kind kind;
+    int T;              /* full horizon (max new tokens) */
+    int H0, dH, dk;     /* progressive / geometric start, increment, period */
+    float rho;          /* truncated fraction */
+    float growth;       /* geometric factor */
+    long total_steps;   /* linear */
+} opd_schedule;
+
+void opd_schedule_default(opd_schedule *s, opd_schedule_kind kind, int T);
+int opd_schedule_validate(const opd_schedule *s);
+int opd_schedule_horizon(const opd_schedule *s, long k);
+const char *opd_schedule_name(opd_schedule_kind k);
+int opd_schedule_parse(const char *name, opd_schedule_kind *k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OPD_H */

@@ -1,0 +1,2 @@
+/* optim.c — placeholder: being written (see the open issues). */
+#include "opd.h"

@@ -1,0 +1,2 @@
+/* xent.c — placeholder: being written (see the open issues). */
+#include "opd.h"
