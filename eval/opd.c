@@ -1,20 +1,31 @@
-/* opd.c — the command-line tool: `opd COMMAND [OPTIONS]`. */
+/* opd.c — the command-line tool: `opd COMMAND [OPTIONS]`. Each command is a
+ * function in eval/; this file only dispatches. */
 #include "config.h"
-#include "opd.h"
+#include "cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"init", cmd_init, "write a randomly initialised model checkpoint"},
+    {"info", cmd_info, "check a checkpoint and print its config"},
+    {NULL, NULL, NULL},
+};
+
 static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: opd COMMAND [OPTIONS]\n"
-            "On-policy distillation with rollout-horizon control (reference implementation).\n\n"
-            "Commands:\n"
-            "  help               this text\n\n"
-            "Run 'opd COMMAND --help' for a command's options.\n"
-            "  -h, --help         show this help\n"
-            "  -V, --version      show the version\n");
+    fprintf(f, "Usage: opd COMMAND [OPTIONS]\n"
+               "On-policy distillation with rollout-horizon control (reference implementation).\n\n"
+               "Commands:\n");
+    for (const command *c = commands; c->name; c++) fprintf(f, "  %-12s %s\n", c->name, c->help);
+    fprintf(f, "\nRun 'opd COMMAND --help' for a command's options.\n"
+               "  -h, --help     show this help\n"
+               "  -V, --version  show the version\n");
 }
 
 int main(int argc, char **argv) {
@@ -22,6 +33,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) { printf("opd %s\n", PACKAGE_VERSION); return 0; }
+    for (const command *c = commands; c->name; c++)
+        if (!strcmp(cmd, c->name)) return c->fn(argc - 1, argv + 1);
     fprintf(stderr, "opd: unknown command '%s' (try 'opd --help')\n", cmd);
     return 2;
 }

@@ -454,6 +454,54 @@ int opd_schedule_horizon(const opd_schedule *s, long k);
 const char *opd_schedule_name(opd_schedule_kind k);
 int opd_schedule_parse(const char *name, opd_schedule_kind *k);
 
+/* ------------------------------------------------------------ one OPD step */
+/* KL by rollout position is logged in this many equal buckets of the full
+ * horizon T, so a truncated run shows which part of T it trained on. */
+#define OPD_KL_BUCKETS 4
+
+typedef struct {
+    opd_schedule schedule;       /* H_k */
+    opd_loss_config loss;
+    opd_rollout_config rollout;  /* sampler, eos/pad ids, seed (step set per call) */
+    float teacher_temperature;   /* the teacher scores at temperature 1 (SPEC 4) */
+} opd_distill_config;
+
+typedef struct {
+    long step;                   /* k */
+    int horizon;                 /* H_k */
+    int trained_len;             /* longest rollout in the batch (<= H_k) */
+    long tokens;                 /* generated tokens in the loss mask */
+    int truncated;               /* sequences cut by the horizon */
+    float loss;                  /* reduced loss (see loss.reduction) */
+    float mean_rkl;              /* exact reverse KL, token mean over the mask */
+    float kl_bucket[OPD_KL_BUCKETS];  /* mean reverse KL by position bucket of T (NaN: empty) */
+    float grad_norm, lr;
+    double sec_rollout, sec_teacher, sec_student, sec_optim;
+    long peak_rss_kb;
+} opd_step_stats;
+
+/* Work buffers of the step, grown on demand and kept across steps. */
+typedef struct {
+    opd_rollout roll;
+    int *seq_tokens;      /* (B, T') the [x; y] sequence scored by both models */
+    float *s_logits, *t_logits, *dlogits_h;   /* (B, H, V) rollout positions */
+    float *dlogits;       /* (B, T', V) scattered back for the backward */
+    float *per_token, *rkl;                   /* (B, H) */
+    size_t cap_bh, cap_bt;
+} opd_step_work;
+
+void opd_distill_config_default(opd_distill_config *c, int T);
+void opd_step_work_free(opd_step_work *w);
+/* One step of SPEC section 6 on a batch of B left-padded prompts (B, P):
+ * roll out the student to H_k, score [x; y] with one teacher forward, student
+ * forward + backward of the loss on the rollout tokens, clip, AdamW.
+ * seq_ids (B) key the sampler. Only the H_k (or fewer, if every sequence hit
+ * EOS earlier) positions are generated, scored and trained on. */
+int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
+                     const opd_distill_config *c, const int *prompts,
+                     const int *pad, const uint32_t *seq_ids, int B, int P,
+                     long k, opd_step_work *w, opd_step_stats *st);
+
 #ifdef __cplusplus
 }
 #endif
