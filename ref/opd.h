@@ -502,6 +502,14 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
                      const int *pad, const uint32_t *seq_ids, int B, int P,
                      long k, opd_step_work *w, opd_step_stats *st);
 
+/* One supervised (SFT) step: next-token cross-entropy on sequences (B, T),
+ * left-padded by pad (B), trained where loss_mask (B, T) is 1 (loss_mask[t]
+ * marks the prediction of tokens[t+1] from position t; the last column is
+ * ignored). Clip + AdamW. Returns 0, or -1 on a non-finite loss/gradient
+ * (weights untouched then). */
+int opd_sft_step(opd_model *m, opd_adamw *opt, const int *tokens, const int *pad,
+                 const float *loss_mask, int B, int T, float *loss, float *grad_norm);
+
 #ifdef __cplusplus
 }
 #endif

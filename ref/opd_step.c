@@ -174,3 +174,31 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
     st->peak_rss_kb = opd_peak_rss_kb();
     return 0;
 }
+
+int opd_sft_step(opd_model *m, opd_adamw *opt, const int *tokens, const int *pad,
+                 const float *loss_mask, int B, int T, float *loss, float *grad_norm) {
+    const int V = m->cfg.vocab_size;
+    int *targets = opd_malloc(sizeof(int) * B * T);
+    float *mask = opd_malloc(sizeof(float) * B * T);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            int last = t == T - 1;
+            targets[i] = last ? 0 : tokens[i + 1];
+            mask[i] = last ? 0.0f : loss_mask[i];
+        }
+    float *dlogits = opd_malloc(sizeof(float) * B * T * V);
+    opd_model_forward(m, tokens, pad, B, T);
+    *loss = opd_cross_entropy(m->acts.logits, targets, mask, B, T, V, dlogits);
+    opd_model_alloc_grads(m);
+    opd_model_zero_grads(m);
+    opd_model_backward(m, dlogits);
+    free(dlogits);
+    free(targets);
+    free(mask);
+    float gnorm = opd_grad_norm(m->grads_mem, m->num_params);
+    if (!isfinite(*loss) || !isfinite(gnorm))
+        return opd_set_error("SFT step: non-finite loss %g or gradient norm %g", *loss, gnorm);
+    *grad_norm = opd_adamw_update(opt, m);
+    return 0;
+}
