@@ -286,6 +286,8 @@ void opd_st_init(opd_safetensors *st);
 /* Read and validate: header length, JSON, dtypes, shapes, offsets inside the
  * file, no overlaps or gaps, sizes matching shapes. */
 int opd_st_read(const char *path, opd_safetensors *st);
+/* The same checks, header only: names, dtypes, shapes, metadata; data NULL. */
+int opd_st_read_header(const char *path, opd_safetensors *st);
 /* Adds a copy of data. */
 int opd_st_add(opd_safetensors *st, const char *name, opd_dtype dtype,
                int ndim, const int64_t *shape, const void *data);
