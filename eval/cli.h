@@ -47,5 +47,10 @@ int cli_model_option(const char *cmd, int c, const char *arg, opd_config *cfg);
 
 int cmd_init(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

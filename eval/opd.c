@@ -15,6 +15,11 @@ typedef struct {
 static const command commands[] = {
     {"init", cmd_init, "write a randomly initialised model checkpoint"},
     {"info", cmd_info, "check a checkpoint and print its config"},
+    {"data", cmd_data, "generate the task's train/valid/test CSV splits"},
+    {"sft", cmd_sft, "supervised training on reference solutions (teacher, student warm start)"},
+    {"distill", cmd_distill, "on-policy distillation: full, POPD or TOPD horizons"},
+    {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon"},
+    {"bench", cmd_bench, "benchmarks: matmul, decode, step (see 'opd bench --help')"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,138 @@
+/* harness.c — task problems in and out of the model: batches for SFT and
+ * distillation, and the exact-match evaluation harness. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void harness_prompt_batch(const opd_tokenizer *tok, const opd_task *tasks,
+                          const int *idx, int B, int **prompts, int **pad, int *P) {
+    int maxlen = 0;
+    int *lens = opd_malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) {
+        lens[b] = 1 + (int)strlen(tasks[idx[b]].prompt);
+        if (lens[b] > maxlen) maxlen = lens[b];
+    }
+    *P = maxlen;
+    *prompts = opd_malloc(sizeof(int) * B * maxlen);
+    *pad = opd_malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) {
+        int p = maxlen - lens[b];
+        int *row = *prompts + (size_t)b * maxlen;
+        for (int t = 0; t < p; t++) row[t] = tok->pad_id;
+        /* the generator only emits characters of the vocabulary */
+        int n = opd_tok_encode(tok, tasks[idx[b]].prompt, 1, 0, row + p, lens[b]);
+        if (n != lens[b]) { fprintf(stderr, "opd: %s\n", opd_last_error()); abort(); }
+        (*pad)[b] = p;
+    }
+    free(lens);
+}
+
+void harness_sft_batch(const opd_tokenizer *tok, const opd_task *tasks,
+                       const int *idx, int B, int **tokens, int **pad,
+                       float **loss_mask, int *T) {
+    int maxlen = 0;
+    int *plen = opd_malloc(sizeof(int) * B), *len = opd_malloc(sizeof(int) * B);
+    for (int b = 0; b < B; b++) {
+        plen[b] = 1 + (int)strlen(tasks[idx[b]].prompt);
+        len[b] = plen[b] + (int)strlen(tasks[idx[b]].solution) + 1;
+        if (len[b] > maxlen) maxlen = len[b];
+    }
+    *T = maxlen;
+    *tokens = opd_malloc(sizeof(int) * B * maxlen);
+    *pad = opd_malloc(sizeof(int) * B);
+    *loss_mask = opd_calloc((size_t)B * maxlen, sizeof(float));
+    char *text = opd_malloc(OPD_TASK_PROMPT_MAX + OPD_TASK_SOLUTION_MAX);
+    for (int b = 0; b < B; b++) {
+        int p = maxlen - len[b];
+        int *row = *tokens + (size_t)b * maxlen;
+        for (int t = 0; t < p; t++) row[t] = tok->pad_id;
+        snprintf(text, OPD_TASK_PROMPT_MAX + OPD_TASK_SOLUTION_MAX, "%s%s",
+                 tasks[idx[b]].prompt, tasks[idx[b]].solution);
+        int n = opd_tok_encode(tok, text, 1, 1, row + p, len[b]);
+        if (n != len[b]) { fprintf(stderr, "opd: %s\n", opd_last_error()); abort(); }
+        (*pad)[b] = p;
+        /* position t predicts token t+1: train where t+1 is past the prompt */
+        for (int t = p + plen[b] - 1; t < maxlen - 1; t++) (*loss_mask)[(size_t)b * maxlen + t] = 1.0f;
+    }
+    free(text);
+    free(plen);
+    free(len);
+}
+
+int harness_full_horizon(const opd_task *tasks, int n) {
+    int T = 1;
+    for (int i = 0; i < n; i++) {
+        int l = (int)strlen(tasks[i].solution) + 1;
+        if (l > T) T = l;
+    }
+    return T;
+}
+
+void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx) {
+    for (int b = 0; b < B; b++)
+        idx[b] = (int)(opd_uniform(seed, 0x62617463u /* "batc" */, (uint32_t)k, (uint32_t)b, 0) * n_tasks);
+}
+
+int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
+                     const opd_task *tasks, int n, int T, int batch,
+                     const opd_sampler_config *s, int k, uint64_t seed,
+                     harness_eval_result *r) {
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->k = k;
+    double t0 = opd_time();
+    opd_rollout_config rc;
+    memset(&rc, 0, sizeof rc);
+    rc.eos_id = tok->eos_id;
+    rc.pad_id = tok->pad_id;
+    rc.sampler = *s;
+    rc.seed = seed;
+    rc.step = 0xe7a1u;   /* evaluation draws never collide with training steps' */
+    int total = n * k;
+    int *idx = opd_malloc(sizeof(int) * batch);
+    uint32_t *ids = opd_malloc(sizeof(uint32_t) * batch);
+    char *text = opd_malloc((size_t)T + 16);
+    double correct = 0, len_sum = 0, trunc = 0;
+    for (int start = 0; start < total; start += batch) {
+        int B = total - start < batch ? total - start : batch;
+        for (int b = 0; b < B; b++) {
+            idx[b] = (start + b) / k;
+            ids[b] = (uint32_t)(start + b);
+        }
+        int *prompts, *pad, P;
+        harness_prompt_batch(tok, tasks, idx, B, &prompts, &pad, &P);
+        if (P + T > m->cfg.max_seq_len) {
+            free(prompts); free(pad); free(idx); free(ids); free(text);
+            return opd_set_error("prompt %d + horizon %d exceeds the model's max_seq_len %d",
+                                 P, T, m->cfg.max_seq_len);
+        }
+        opd_rollout roll;
+        memset(&roll, 0, sizeof roll);
+        int rc_ = opd_rollout_sample(m, prompts, pad, ids, B, P, T, &rc, &roll);
+        free(prompts);
+        free(pad);
+        if (rc_ != 0) { free(idx); free(ids); free(text); return -1; }
+        for (int b = 0; b < B; b++) {
+            const int *gen = roll.tokens + (size_t)b * (P + T) + P;
+            if (opd_tok_decode(tok, gen, roll.length[b], text, (size_t)T + 16) < 0) text[0] = '\0';
+            int ok = opd_task_verify(tasks[idx[b]].prompt, text) == 1;
+            int steps = tasks[idx[b]].steps;
+            correct += ok;
+            r->count_by_steps[steps] += (b + start) % k == 0;
+            r->correct_by_steps[steps] += (double)ok / k;
+            len_sum += roll.length[b];
+            trunc += roll.truncated[b];
+        }
+        opd_rollout_free(&roll);
+    }
+    r->acc = correct / total;
+    r->mean_len = len_sum / total;
+    r->truncated_frac = trunc / total;
+    r->seconds = opd_time() - t0;
+    free(idx);
+    free(ids);
+    free(text);
+    return 0;
+}

@@ -1,0 +1,43 @@
+/* harness.h — batches of task problems as model inputs, and the evaluation
+ * harness (exact-match accuracy decoding to the full horizon). */
+#ifndef OPD_HARNESS_H
+#define OPD_HARNESS_H
+
+#include "opd.h"
+#include "opd_data.h"
+
+/* Prompts [<bos> prompt] of tasks idx[0..B) left-padded to the longest:
+ * prompts (B, P), pad (B). Caller frees both. */
+void harness_prompt_batch(const opd_tokenizer *tok, const opd_task *tasks,
+                          const int *idx, int B, int **prompts, int **pad, int *P);
+/* SFT sequences [<bos> prompt solution <eos>] left-padded to the longest:
+ * tokens (B, T), pad (B), loss_mask (B, T) = 1 where position t predicts a
+ * solution or <eos> token. Caller frees all three. */
+void harness_sft_batch(const opd_tokenizer *tok, const opd_task *tasks,
+                       const int *idx, int B, int **tokens, int **pad,
+                       float **loss_mask, int *T);
+/* Full horizon of a dataset: the longest reference solution + <eos>. */
+int harness_full_horizon(const opd_task *tasks, int n);
+/* Indices of a training batch for step k: keyed draws, independent of
+ * anything but (seed, k), so a resumed run sees the same batches. */
+void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx);
+
+typedef struct {
+    int n;                 /* problems */
+    int k;                 /* samples per problem (1 greedy) */
+    double acc;            /* pass@1 (greedy) or avg@k (sampled) */
+    double mean_len;       /* mean generated tokens, <eos> included */
+    double truncated_frac; /* rollouts cut by the horizon */
+    int count_by_steps[OPD_TASK_MAX_STEPS + 1];
+    double correct_by_steps[OPD_TASK_MAX_STEPS + 1];   /* summed over samples / k */
+    double seconds;
+} harness_eval_result;
+
+/* Decode every problem to the horizon T (greedy when s->temperature == 0,
+ * else k samples keyed by (seed, problem * k + j)) and score exact match. */
+int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
+                     const opd_task *tasks, int n, int T, int batch,
+                     const opd_sampler_config *s, int k, uint64_t seed,
+                     harness_eval_result *r);
+
+#endif
