@@ -27,4 +27,4 @@ make -j"$(nproc)"
 
 [ "${1:-}" = "--build-only" ] && exit 0
 echo "== running the demo"
-./opd demo
+sh eval/experiment.sh --preset demo
