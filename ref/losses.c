@@ -9,8 +9,12 @@
  *   sequence mean: omega_i = m_i / (S * sum_{t'} m_{b,t'})    S = sequences with
  *                  at least one masked token (the others have no mean to take)
  * The mask is 0/1 in practice; a fractional value acts as a token weight.
- * dlogits row i = omega_i * d l_i / d s_logits_i, zero where m_i = 0.
- * When no token is masked the loss is 0 and every gradient is 0.
+ * dlogits row i = omega_i * d l_i / d s_logits_i; dlogits, per_token and rkl
+ * are 0 where m_i = 0. When no token is masked the loss is 0 and every
+ * gradient is 0. mask NULL: all ones (as opd_cross_entropy); y may be NULL
+ * for the full-distribution losses, which do not look at the sampled tokens.
+ * Errors (bad config, a masked token outside [0, V)) return NaN with
+ * opd_last_error() set and every output zeroed.
  *
  * Names (opd_loss_name / opd_loss_parse):
  *   "rkl"       token-level sampled reverse KL as a detached reward (paper
@@ -88,15 +92,23 @@ static void log_softmax_row(double *lp, const float *z, int V) {
 }
 
 /* Reverse KL sum_v q (lq - lp) of student lq and teacher lp (both log-probs).
- * drow (V) or NULL: scale * d KL / d z_student = scale * q (lq - lp - KL). */
-static double row_rkl(float *drow, double scale, const double *lq,
-                      const double *lp, int V) {
+ * A token the student gives probability 0 adds nothing (0 log 0 = 0). */
+static double rkl_value(const double *lq, const double *lp, int V) {
     double kl = 0.0;
-    for (int v = 0; v < V; v++) kl += exp(lq[v]) * (lq[v] - lp[v]);
-    if (drow)
-        for (int v = 0; v < V; v++)
-            drow[v] = (float)(scale * exp(lq[v]) * ((lq[v] - lp[v]) - kl));
+    for (int v = 0; v < V; v++) {
+        double q = exp(lq[v]);
+        if (q > 0.0) kl += q * (lq[v] - lp[v]);
+    }
     return kl;
+}
+
+/* drow (V) = scale * d KL / d z_student = scale * q (lq - lp - KL), given KL */
+static void rkl_grad(float *drow, double scale, const double *lq,
+                     const double *lp, double kl, int V) {
+    for (int v = 0; v < V; v++) {
+        double q = exp(lq[v]);
+        drow[v] = q > 0.0 ? (float)(scale * q * ((lq[v] - lp[v]) - kl)) : 0.0f;
+    }
 }
 
 /* Forward KL sum_v p (lp - lq); d / d z_student = q - p. */
@@ -134,7 +146,7 @@ static double row_jsd(float *drow, double scale, const double *lq,
         double p = exp(lp[v]), q = exp(lq[v]);
         if (p > 0.0) jsd += beta * p * (lp[v] - lm);
         if (q > 0.0) jsd += (1.0 - beta) * q * (lq[v] - lm);
-        g[v] = (1.0 - beta) * (lq[v] - lm);
+        g[v] = q > 0.0 ? (1.0 - beta) * (lq[v] - lm) : 0.0;
         qg += q * g[v];
     }
     if (drow)
@@ -199,12 +211,13 @@ static double row_rkl_topk(float *drow, double scale, const float *zs,
     double *lq = sub, *lp = sub + k;
     log_softmax_subset(lq, zs, S, k);
     log_softmax_subset(lp, zt, S, k);
-    double kl = 0.0;
-    for (int i = 0; i < k; i++) kl += exp(lq[i]) * (lq[i] - lp[i]);
+    double kl = rkl_value(lq, lp, k);
     if (drow) {
         memset(drow, 0, (size_t)V * sizeof *drow);
-        for (int i = 0; i < k; i++)
-            drow[S[i]] = (float)(scale * exp(lq[i]) * ((lq[i] - lp[i]) - kl));
+        for (int i = 0; i < k; i++) {
+            double q = exp(lq[i]);
+            if (q > 0.0) drow[S[i]] = (float)(scale * q * ((lq[i] - lp[i]) - kl));
+        }
     }
     return kl;
 }
@@ -230,10 +243,10 @@ static int loss_config_check(const opd_loss_config *c, int B, int H, int V) {
     return 0;
 }
 
-float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
-                       const float *t_logits, const int *y, const float *mask,
-                       const float *sampler_lp, int B, int H, int V,
-                       float *dlogits, float *per_token, float *rkl) {
+static float distill_loss(const opd_loss_config *c, const float *s_logits,
+                          const float *t_logits, const int *y, const float *mask,
+                          const float *sampler_lp, int B, int H, int V,
+                          float *dlogits, float *per_token, float *rkl) {
     /* outputs start at zero: masked-out rows stay so, and so does everything
      * on an error (the caller gets NaN and opd_last_error()) */
     size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(H > 0 ? H : 0);
@@ -241,13 +254,18 @@ float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
     if (per_token) memset(per_token, 0, N * sizeof *per_token);
     if (rkl) memset(rkl, 0, N * sizeof *rkl);
     if (loss_config_check(c, B, H, V) != 0) return NAN;
+    const int sampled = c->kind == OPD_LOSS_RKL_SAMPLED || c->kind == OPD_LOSS_RKL_SEQ;
+    if (sampled && !y && N > 0) {
+        opd_set_error("loss %s: needs the rollout tokens y", loss_names[c->kind]);
+        return NAN;
+    }
     for (size_t i = 0; i < N; i++) {
         if (!(mask[i] >= 0.0f) || isinf(mask[i])) {
             opd_set_error("loss: mask[%zu] = %g is not a finite weight >= 0",
                           i, (double)mask[i]);
             return NAN;
         }
-        if (mask[i] != 0.0f && (y[i] < 0 || y[i] >= V)) {
+        if (y && mask[i] != 0.0f && (y[i] < 0 || y[i] >= V)) {
             opd_set_error("loss: token y[%zu] = %d outside the vocabulary [0, %d)",
                           i, y[i], V);
             return NAN;
@@ -285,7 +303,6 @@ float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
     }
     if (!any) { free(omega); return 0.0f; }
 
-    const int sampled = c->kind == OPD_LOSS_RKL_SAMPLED || c->kind == OPD_LOSS_RKL_SEQ;
     int k = c->kind == OPD_LOSS_RKL_TOPK ? (c->topk < V ? c->topk : V) : V;
     double *term = opd_calloc(N, sizeof *term);    /* l_i */
     double *reward = NULL, *iw = NULL, *lq_y = NULL;
@@ -295,11 +312,14 @@ float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
         lq_y = opd_calloc(N, sizeof *lq_y);        /* log ps(y_i) */
     }
     const double clamp = c->reward_clamp;
+    /* a thread team costs more than a few short rows; rows are independent,
+     * so the result is the same either way */
+    const int parallel = (double)N * V >= 32768.0;
 
     /* pass 1: per row, the exact reverse KL for the log, and the loss term and
      * gradient of the full-distribution losses; the sampled ones only gather
      * r, w and log ps(y) here, since rkl-seq needs the later rewards first */
-    #pragma omp parallel
+    #pragma omp parallel if (parallel)
     {
         double *lq = opd_malloc((size_t)V * sizeof *lq);
         double *lp = opd_malloc((size_t)V * sizeof *lp);
@@ -318,23 +338,27 @@ float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
             float *drow = dlogits ? dlogits + i * V : NULL;
             log_softmax_row(lq, zs, V);
             log_softmax_row(lp, zt, V);
-            double kl = row_rkl(NULL, 0.0, lq, lp, V);
+            double kl = rkl_value(lq, lp, V);
             if (rkl) rkl[i] = (float)kl;
+            /* topk >= V and beta = 1 are the full reverse KL itself */
+            int full_rkl = c->kind == OPD_LOSS_RKL_FULL ||
+                           (c->kind == OPD_LOSS_RKL_TOPK && k >= V) ||
+                           (c->kind == OPD_LOSS_JSD && c->beta == 1.0f);
+            if (full_rkl) {
+                term[i] = kl;
+                if (drow) rkl_grad(drow, omega[i], lq, lp, kl, V);
+                continue;
+            }
             switch (c->kind) {
-            case OPD_LOSS_RKL_FULL:
-                term[i] = row_rkl(drow, omega[i], lq, lp, V);
-                break;
             case OPD_LOSS_FKL:
                 term[i] = row_fkl(drow, omega[i], lq, lp, V);
                 break;
             case OPD_LOSS_JSD:
                 if (c->beta == 0.0f) term[i] = row_fkl(drow, omega[i], lq, lp, V);
-                else if (c->beta == 1.0f) term[i] = row_rkl(drow, omega[i], lq, lp, V);
                 else term[i] = row_jsd(drow, omega[i], lq, lp, c->beta, g, V);
                 break;
             case OPD_LOSS_RKL_TOPK:
-                if (k >= V) term[i] = row_rkl(drow, omega[i], lq, lp, V);
-                else term[i] = row_rkl_topk(drow, omega[i], zs, zt, V, k, S, sub, all);
+                term[i] = row_rkl_topk(drow, omega[i], zs, zt, V, k, S, sub, all);
                 break;
             default: { /* sampled: r and w are constants of the gradient */
                 double r = lp[y[i]] - lq[y[i]];
@@ -363,7 +387,7 @@ float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
             }
         }
         /* pass 2: l_i = -w A log ps(y), grad = -w A (onehot(y) - ps) */
-        #pragma omp parallel
+        #pragma omp parallel if (parallel)
         {
             double *lq = opd_malloc((size_t)V * sizeof *lq);
             #pragma omp for schedule(static)
@@ -393,4 +417,20 @@ float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
     }
     free(omega); free(term); free(reward); free(iw); free(lq_y);
     return (float)loss;
+}
+
+float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
+                       const float *t_logits, const int *y, const float *mask,
+                       const float *sampler_lp, int B, int H, int V,
+                       float *dlogits, float *per_token, float *rkl) {
+    if (mask) return distill_loss(c, s_logits, t_logits, y, mask, sampler_lp,
+                                  B, H, V, dlogits, per_token, rkl);
+    /* no mask: every position is in the loss */
+    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(H > 0 ? H : 0);
+    float *ones = opd_malloc((N ? N : 1) * sizeof *ones);
+    for (size_t i = 0; i < N; i++) ones[i] = 1.0f;
+    float loss = distill_loss(c, s_logits, t_logits, y, ones, sampler_lp,
+                              B, H, V, dlogits, per_token, rkl);
+    free(ones);
+    return loss;
 }

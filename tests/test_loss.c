@@ -539,7 +539,7 @@ static void test_topk(void) {
 
 static void test_thread_count_independent(void) {
 #ifdef _OPENMP
-    enum { B = 4, H = 16, V = 300, N = B * H };
+    enum { B = 4, H = 16, V = 1000, N = B * H };   /* big enough for a thread team */
     float *s = opd_malloc(sizeof(float) * N * V), *t = opd_malloc(sizeof(float) * N * V);
     float *d1 = opd_malloc(sizeof(float) * N * V), *d4 = opd_malloc(sizeof(float) * N * V);
     float mask[N], slp[N], p1[N], p4[N];
@@ -602,6 +602,43 @@ static void test_loss_errors_and_names(void) {
     CU_ASSERT(opd_loss_parse("rkl", &back) == 0 && back == OPD_LOSS_RKL_SAMPLED);
     CU_ASSERT(opd_loss_parse("jsd", &back) == 0 && back == OPD_LOSS_JSD);
     CU_ASSERT(opd_loss_parse("kl", &back) == -1 && strstr(opd_last_error(), "'kl'"));
+}
+
+/* mask NULL is all ones; y NULL is fine where no sampled token is used; a
+ * student logit of -inf (a banned token) leaves the losses finite */
+static void test_null_mask_and_inf_logits(void) {
+    float s[TN * TV], t[TN * TV], d0[TN * TV], d1[TN * TV], ones[TN];
+    int y[TN];
+    fill_normal(s, TN * TV, 121, 1.0f);
+    fill_normal(t, TN * TV, 122, 1.0f);
+    for (int i = 0; i < TN; i++) { ones[i] = 1; y[i] = i % TV; }
+    opd_loss_config c;
+    opd_loss_config_default(&c);
+    for (int k = 0; k <= OPD_LOSS_RKL_SEQ; k++) {
+        c.kind = (opd_loss_kind)k; c.topk = 3; c.gamma = 0.5f;
+        float l0 = opd_distill_loss(&c, s, t, y, NULL, NULL, TB, TH, TV, d0, NULL, NULL);
+        float l1 = opd_distill_loss(&c, s, t, y, ones, NULL, TB, TH, TV, d1, NULL, NULL);
+        CU_ASSERT(l0 == l1 && memcmp(d0, d1, sizeof d0) == 0);
+        int sampled = k == OPD_LOSS_RKL_SAMPLED || k == OPD_LOSS_RKL_SEQ;
+        float l2 = opd_distill_loss(&c, s, t, NULL, NULL, NULL, TB, TH, TV, d1, NULL, NULL);
+        if (sampled) { CU_ASSERT(isnan(l2) && strstr(opd_last_error(), "needs the rollout tokens")); }
+        else { CU_ASSERT(l2 == l0 && memcmp(d0, d1, sizeof d0) == 0); }
+    }
+    for (int i = 0; i < TN; i++) s[i * TV + 5] = -INFINITY;
+    for (int i = 0; i < TN; i++) if (y[i] == 5) y[i] = 4;
+    for (int k = 0; k <= OPD_LOSS_RKL_SEQ; k++) {
+        c.kind = (opd_loss_kind)k;
+        float l = opd_distill_loss(&c, s, t, y, NULL, NULL, TB, TH, TV, d0, NULL, NULL);
+        int finite = 1;
+        for (int j = 0; j < TN * TV; j++) finite &= isfinite(d0[j]);
+        /* forward KL is +inf when the student bans a token the teacher
+         * allows (that is what it measures); its gradient q - p stays finite */
+        if (k == OPD_LOSS_FKL) { CU_ASSERT(isinf(l) && l > 0); }
+        else { CU_ASSERT(isfinite(l)); }
+        CU_ASSERT(finite);
+        if (!finite || (k != OPD_LOSS_FKL && !isfinite(l)))
+            printf("\n    %s with a -inf student logit: loss %g", opd_loss_name(c.kind), (double)l);
+    }
 }
 
 /* -------------------------------------------------------------- schedules */
@@ -767,6 +804,7 @@ int main(void) {
         {"teacher top-k", test_topk},
         {"independent of the thread count", test_thread_count_independent},
         {"loss config errors and names", test_loss_errors_and_names},
+        {"NULL mask, NULL y, -inf student logits", test_null_mask_and_inf_logits},
         {"schedule values", test_schedule_values},
         {"schedule validation and names", test_schedule_validation},
         {0, 0}};
