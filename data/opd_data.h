@@ -118,7 +118,8 @@ opd_split opd_task_split_of(const char *prompt);
 int opd_task_prompt_len(int steps);
 int opd_task_solution_len(int steps);
 
-/* Problem `index` of `split`: a pure function of (c->seed, split, index). */
+/* Problem `index` of `split`: a pure function of (c->seed, split, index).
+ * Steps outside [1, OPD_TASK_MAX_STEPS] are clamped (validate first). */
 void opd_task_generate(const opd_task_config *c, opd_split split, int index,
                        opd_task *out);
 /* n problems 0..n-1 of a split into a new array (free with opd_dataset_free). */
