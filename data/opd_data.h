@@ -114,7 +114,10 @@ const char *opd_split_name(opd_split s);            /* "train", "valid", "test" 
 int opd_split_parse(const char *name, opd_split *s);
 /* Split whose part of the prompt space holds this prompt. */
 opd_split opd_task_split_of(const char *prompt);
-/* Characters of a prompt / reference solution with n steps (no <bos>/<eos>). */
+/* Characters of a prompt / reference solution with n steps (no <bos>/<eos>).
+ * Model side: a prompt is opd_task_prompt_len(n) + 1 tokens (<bos>), and the
+ * full horizon T that fits every solution is opd_task_solution_len(max) + 1
+ * (<eos>): 243 for the default max of 40 steps. */
 int opd_task_prompt_len(int steps);
 int opd_task_solution_len(int steps);
 
