@@ -53,10 +53,11 @@ int opd_sample_token(const float *logits, int V, const opd_sampler_config *s,
         token = argmax;
     } else {
         candidate *cand = (candidate *)scratch;
-        float inv_temp = 1.0f / s->temperature;
         for (int i = 0; i < V; i++) {
-            /* shifted by the max: every weight <= 1, the largest exactly 1 */
-            cand[i].w = expf((logits[i] - maxv) * inv_temp);
+            /* shifted by the max: every weight <= 1, the largest exactly 1
+             * (a division, not a multiply by 1/temp: a tiny temperature
+             * would make that inf, and 0 * inf is NaN) */
+            cand[i].w = expf((logits[i] - maxv) / s->temperature);
             cand[i].idx = (float)i;
         }
         qsort(cand, V, sizeof *cand, candidate_cmp);

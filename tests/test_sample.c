@@ -173,6 +173,13 @@ static void test_sampler_greedy_logprob(void) {
     printf("\n  greedy logprob %.7f (want %.7f), max |err| over sampled %.2g", lp, want1, max_err);
     CU_ASSERT(fabs(lp - want1) < 1e-6);
     CU_ASSERT(max_err < 1e-6);
+    /* a vanishing temperature is greedy in the limit, not NaN */
+    const float near_tie[V] = {0.5f, 2.0f, -1.0f, 3.0f, 2.999f, 0.0f};
+    opd_sampler_config cold = {1e-30f, 0, 1.0f};
+    int cold_ok = 1;
+    for (uint32_t k = 0; k < 50; k++)
+        cold_ok &= opd_sample_token(near_tie, V, &cold, 3, k, 0, 0, &lp, scratch) == 3;
+    CU_ASSERT(cold_ok);
     /* bad settings are refused with a message */
     opd_sampler_config bad = {1.0f, 0, 0.0f};
     CU_ASSERT_EQUAL(opd_sample_token(logits, V, &bad, 0, 0, 0, 0, &lp, scratch), -1);
