@@ -336,6 +336,12 @@ static void test_rollout_determinism(void) {
     CU_ASSERT(same_perm);
     CU_ASSERT(lp_diff < 1e-5);
     CU_ASSERT(distinct >= 4);
+    /* the training step is part of the key: the next step draws afresh */
+    opd_rollout rs;
+    rc.step++;
+    CU_ASSERT_FATAL(opd_rollout_sample(&m, prompts, pad, ids, B, P, H, &rc, &rs) == 0);
+    CU_ASSERT(memcmp(rs.tokens, r1.tokens, sizeof(int) * B * (P + H)) != 0);
+    opd_rollout_free(&rs);
     opd_rollout_free(&r1);
     opd_rollout_free(&r2);
     opd_rollout_free(&rp);
