@@ -351,8 +351,9 @@ static void test_rollout_determinism(void) {
 /* KV-cached decode == the full forward, at every real position, for a GQA
  * model with q/k/v bias and left padding. Both are fp32 with the same
  * operations in a different order (one-row vs many-row matmuls, attention
- * accumulated over the cache vs over the (T, T) matrix), so they agree to a
- * few ulps of the logits' magnitude (|logit| <= ~10 here): 1e-4 abs. */
+ * accumulated over the cache vs over the (T, T) matrix), so they agree to
+ * rounding: 1e-5 abs is ~20 ulps of the largest logits here (|logit| ~4,
+ * ulp 4.8e-7) after 2 layers of fp32 sums; measured ~2e-6. */
 static void test_decode_matches_forward(void) {
     opd_model m;
     random_model(&m, 40, 10.0f);
@@ -386,7 +387,7 @@ static void test_decode_matches_forward(void) {
     }
     printf("\n  decode vs forward: max |dlogit| %.3g over %d positions (max |logit| %.2f)",
            max_err, B * T - 16, max_logit);
-    CU_ASSERT(max_err < 1e-4);
+    CU_ASSERT(max_err < 1e-5);
     CU_ASSERT(max_logit > 1.0);   /* the comparison is not of near-zero logits */
     opd_kv_cache_free(&c);
     opd_decode_scratch_free(&s);
