@@ -9,7 +9,9 @@ extern "C" int opd_cuda_available(char *why, size_t n) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
-        if (why && n) snprintf(why, n, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
+        /* without a driver cudart says "driver version is insufficient" */
+        if (why && n) snprintf(why, n, "cudaGetDeviceCount: %s; no usable NVIDIA driver/GPU here",
+                               cudaGetErrorString(e));
         cudaGetLastError();   /* clear it: the caller may go on without CUDA */
         return 0;
     }
