@@ -1,0 +1,149 @@
+/* opd_cuda.h — the optional CUDA path of libopd (./configure --with-cuda).
+ *
+ * Every function mirrors a CPU function of ref/opd.h with the same name
+ * prefixed by opd_cuda_, the same argument order and the same semantics
+ * (backward functions ACCUMULATE into their gradients), but every array
+ * argument is a DEVICE pointer unless its comment says "host". All work is
+ * queued on the context's stream; functions that return a host value (a
+ * loss, a norm, sampled-token checks) synchronise that stream.
+ *
+ * Functions returning int return 0 on success and -1 on error, with the
+ * message (file:line and cudaGetErrorString) in opd_last_error(); the library
+ * never exits. The CPU reference (ref/) is the source of truth: tests/gpu_check
+ * runs each kernel against it.
+ *
+ * The C API needs no CUDA header: the context is opaque. */
+#ifndef OPD_CUDA_H
+#define OPD_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "opd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------- device, context */
+/* 1 if a CUDA device can be used, 0 if not; `why` (n bytes, may be NULL)
+ * receives the reason when not ("no CUDA device", the driver's message). */
+int opd_cuda_available(char *why, size_t n);
+
+/* cuBLAS handle, stream and a scratch buffer grown on demand. */
+typedef struct opd_cuda opd_cuda;
+int opd_cuda_create(opd_cuda **out, int device);
+void opd_cuda_destroy(opd_cuda *cu);          /* NULL ok */
+int opd_cuda_sync(opd_cuda *cu);              /* wait for the stream */
+
+/* Device memory. opd_cuda_alloc zeroes what it allocates. */
+int opd_cuda_alloc(opd_cuda *cu, void **dptr, size_t nbytes);
+void opd_cuda_free(void *dptr);               /* NULL ok */
+int opd_cuda_upload(opd_cuda *cu, void *dst, const void *host_src, size_t nbytes);
+int opd_cuda_download(opd_cuda *cu, void *host_dst, const void *src, size_t nbytes);
+int opd_cuda_zero(opd_cuda *cu, void *dptr, size_t nbytes);
+
+/* ---------------------------------------------------------------- layers */
+/* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL);
+ * cuBLAS sgemm in fp32 (no TF32). */
+int opd_cuda_matmul_forward(opd_cuda *cu, float *out, const float *inp,
+                            const float *weight, const float *bias,
+                            int N, int C, int OC);
+/* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp;
+ * dbias (OC) += sum_n dout. Any of dinp, dweight, dbias may be NULL. */
+int opd_cuda_matmul_backward(opd_cuda *cu, float *dinp, float *dweight,
+                             float *dbias, const float *dout, const float *inp,
+                             const float *weight, int N, int C, int OC);
+/* out (N, C) = wte[tokens]; dwte += scatter of dout (rows in order). */
+int opd_cuda_encoder_forward(opd_cuda *cu, float *out, const int *tokens,
+                             const float *wte, int N, int C);
+int opd_cuda_encoder_backward(opd_cuda *cu, float *dwte, const float *dout,
+                              const int *tokens, int N, int C);
+/* out = inp * rstd * weight, rstd (N) saved for the backward */
+int opd_cuda_rmsnorm_forward(opd_cuda *cu, float *out, float *rstd,
+                             const float *inp, const float *weight,
+                             int N, int C, float eps);
+int opd_cuda_rmsnorm_backward(opd_cuda *cu, float *dinp, float *dweight,
+                              const float *dout, const float *inp,
+                              const float *weight, const float *rstd,
+                              int N, int C);
+/* pos (B, T) = t - pad[b] for real tokens, 0 for pads (pad NULL: t). */
+int opd_cuda_rope_positions(opd_cuda *cu, int *pos, const int *pad, int B, int T);
+/* In-place rotate-half RoPE of x (N, nh, hd) at positions pos (N):
+ * pair (i, i + hd/2) rotated by pos * theta^(-2i/hd); backward by -angle. */
+int opd_cuda_rope_forward(opd_cuda *cu, float *x, const int *pos, int N,
+                          int nh, int hd, float theta);
+int opd_cuda_rope_backward(opd_cuda *cu, float *dx, const int *pos, int N,
+                           int nh, int hd, float theta);
+/* Causal GQA attention with left padding, exactly as attention_forward:
+ * q (B, T, NH*hd), k, v (B, T, NKV*hd), out (B, T, NH*hd), att (B, NH, T, T);
+ * pad (B) device or NULL: keys j < pad[b] masked, a pad query row attends to
+ * itself only. datt (B, NH, T, T) is scratch (holds dS afterwards). */
+int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att,
+                               const float *q, const float *k, const float *v,
+                               const int *pad, int B, int T, int NH, int NKV,
+                               int hd);
+int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv,
+                                float *datt, const float *dout, const float *q,
+                                const float *k, const float *v, const float *att,
+                                const int *pad, int B, int T, int NH, int NKV,
+                                int hd);
+/* out (N, F) = silu(gate) * up */
+int opd_cuda_swiglu_forward(opd_cuda *cu, float *out, const float *gate,
+                            const float *up, int N, int F);
+int opd_cuda_swiglu_backward(opd_cuda *cu, float *dgate, float *dup,
+                             const float *dout, const float *gate,
+                             const float *up, int N, int F);
+
+/* ------------------------------------------------------------ losses */
+/* Row-wise log-softmax of logits (N, V): out (N, V) (may be NULL) and
+ * lse (N) (may be NULL), the log-sum-exp, accumulated in double. */
+int opd_cuda_log_softmax(opd_cuda *cu, float *out, float *lse,
+                         const float *logits, int N, int V);
+/* As opd_cross_entropy: token-mean next-token cross-entropy of logits
+ * (B, T, V) against targets (B, T), mask (B, T) or NULL; dlogits (B, T, V)
+ * or NULL is overwritten. *loss (host) receives the loss. */
+int opd_cuda_cross_entropy(opd_cuda *cu, float *loss, const float *logits,
+                           const int *targets, const float *mask, int B, int T,
+                           int V, float *dlogits);
+/* As opd_distill_loss (every loss kind and reduction of opd_loss_config):
+ * s_logits, t_logits (B, H, V), y (B, H), mask (B, H), sampler_lp (B, H) or
+ * NULL; dlogits (B, H, V), per_token (B, H), rkl (B, H) may be NULL and are
+ * overwritten. *loss (host) receives the reduced loss (NaN on error). */
+int opd_cuda_distill_loss(opd_cuda *cu, float *loss, const opd_loss_config *c,
+                          const float *s_logits, const float *t_logits,
+                          const int *y, const float *mask,
+                          const float *sampler_lp, int B, int H, int V,
+                          float *dlogits, float *per_token, float *rkl);
+
+/* ------------------------------------------------------------ sampling */
+/* One token per row of logits (B, V), each exactly the token that
+ * opd_sample_token gives for the same row and key (seed, step, seq[b],
+ * pos[b]) (seq, pos: device (B)). tokens (B); logprobs (B) or NULL receives
+ * the temperature-1 unfiltered log-probability. */
+int opd_cuda_sample_tokens(opd_cuda *cu, int *tokens, float *logprobs,
+                           const float *logits, int B, int V,
+                           const opd_sampler_config *s, uint64_t seed,
+                           uint32_t step, const uint32_t *seq,
+                           const uint32_t *pos);
+/* n (host) uniforms: out[i] = opd_uniform(seed, a, b, c0 + i, word). */
+int opd_cuda_uniform(opd_cuda *cu, float *out, size_t n, uint64_t seed,
+                     uint32_t a, uint32_t b, uint32_t c0, int word);
+
+/* ----------------------------------------------------------- optimizer */
+/* Global L2 norm of g (n), chunked exactly as opd_grad_norm; *norm host. */
+int opd_cuda_grad_norm(opd_cuda *cu, float *norm, const float *g, size_t n);
+/* Exactly opd_adamw_update on device buffers: params, grads, m, v each
+ * opd_param_count(cfg) floats laid out as opd_param_tensors(cfg) says (the
+ * decay flag per tensor). *step (host) is the number of updates done and is
+ * advanced; *norm (host) receives the norm before clipping. A non-finite
+ * norm skips the update (step not counted), as on the CPU. */
+int opd_cuda_adamw_update(opd_cuda *cu, float *norm, float *params,
+                          float *grads, float *m, float *v,
+                          const opd_config *cfg, const opd_optim_config *oc,
+                          long *step);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OPD_CUDA_H */
