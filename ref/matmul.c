@@ -1,2 +1,216 @@
-/* matmul.c — placeholder: being written (see the open issues). */
+/* matmul.c — the one sgemm every layer goes through, with two backends:
+ * OpenBLAS (cblas_sgemm, default) and oneDNN (dnnl_matmul primitive), and the
+ * linear layer (matmul_forward / matmul_backward) built on it.
+ *
+ * Determinism. The reference must give bit-identical results whatever the
+ * number of OpenMP threads. OpenBLAS (0.3.21, OpenMP build) splits a gemm
+ * over blocks of rows/columns of C and never over K, so each output element
+ * is one dot product accumulated in the same order by whichever thread owns
+ * it: tests/test_model.c ("determinism") checks this with memcmp for 1 vs 2
+ * threads on every shape the model uses, forward and backward. The weight
+ * gradient dW += dout^T @ inp, whose K is the B*T rows, is therefore also
+ * thread-count independent. oneDNN's matmul is not promised to be; it is the
+ * fast alternative, checked against BLAS to ~1e-5 relative. */
+#include "config.h"
 #include "opd.h"
+
+#include <cblas.h>
+#include <dnnl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- backend */
+static int backend_chosen = 0;   /* 0 until the env var / default was read */
+static opd_matmul_backend backend = OPD_MATMUL_BLAS;
+
+static void choose_backend_once(void) {
+    if (backend_chosen) return;
+    backend = (opd_matmul_backend)OPD_DEFAULT_MATMUL;
+    const char *env = getenv("OPD_MATMUL");
+    if (env && *env) {
+        if (!strcmp(env, "blas")) backend = OPD_MATMUL_BLAS;
+        else if (!strcmp(env, "onednn")) backend = OPD_MATMUL_ONEDNN;
+        else fprintf(stderr, "opd: OPD_MATMUL='%s' is not blas or onednn; using %s\n",
+                     env, opd_matmul_backend_name(backend));
+    }
+    backend_chosen = 1;
+}
+
+void opd_matmul_set_backend(opd_matmul_backend b) {
+    backend = b;
+    backend_chosen = 1;   /* an explicit choice wins over OPD_MATMUL */
+}
+
+opd_matmul_backend opd_matmul_get_backend(void) {
+    choose_backend_once();
+    return backend;
+}
+
+const char *opd_matmul_backend_name(opd_matmul_backend b) {
+    return b == OPD_MATMUL_ONEDNN ? "onednn" : "blas";
+}
+
+/* ------------------------------------------------------------- oneDNN */
+/* Creating a dnnl primitive costs far more than running a small one, so
+ * primitives are made once per (transposes, shape, leading dims, alpha,
+ * beta) and kept. The engine and stream are created once. */
+typedef struct {
+    int transA, transB, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, b_md, c_md;
+} dnnl_entry;
+
+static dnnl_engine_t dnnl_eng;
+static dnnl_stream_t dnnl_strm;
+static dnnl_entry *dnnl_cache;
+static int dnnl_n, dnnl_cap;
+
+static void dnnl_check(dnnl_status_t s, const char *what) {
+    if (s != dnnl_success) {
+        /* a failure here is a programming error (bad descriptor), not an
+         * input error: there is no sane way to continue a forward pass */
+        fprintf(stderr, "opd: oneDNN %s failed (status %d)\n", what, (int)s);
+        abort();
+    }
+}
+
+static void dnnl_release(void) {
+    for (int i = 0; i < dnnl_n; i++) dnnl_primitive_destroy(dnnl_cache[i].prim);
+    free(dnnl_cache);
+    dnnl_cache = NULL;
+    dnnl_n = dnnl_cap = 0;
+    if (dnnl_strm) dnnl_stream_destroy(dnnl_strm);
+    if (dnnl_eng) dnnl_engine_destroy(dnnl_eng);
+    dnnl_strm = NULL;
+    dnnl_eng = NULL;
+}
+
+static dnnl_entry *dnnl_get(int transA, int transB, int M, int N, int K,
+                            int lda, int ldb, int ldc, float alpha, float beta) {
+    if (!dnnl_eng) {
+        dnnl_check(dnnl_engine_create(&dnnl_eng, dnnl_cpu, 0), "engine_create");
+        dnnl_check(dnnl_stream_create(&dnnl_strm, dnnl_eng, dnnl_stream_default_flags),
+                   "stream_create");
+        atexit(dnnl_release);
+    }
+    for (int i = 0; i < dnnl_n; i++) {
+        dnnl_entry *e = &dnnl_cache[i];
+        if (e->transA == transA && e->transB == transB && e->M == M && e->N == N &&
+            e->K == K && e->lda == lda && e->ldb == ldb && e->ldc == ldc &&
+            e->alpha == alpha && e->beta == beta)
+            return e;
+    }
+    if (dnnl_n == dnnl_cap) {
+        dnnl_cap = dnnl_cap ? 2 * dnnl_cap : 32;
+        dnnl_cache = realloc(dnnl_cache, dnnl_cap * sizeof *dnnl_cache);
+        if (!dnnl_cache) { fprintf(stderr, "opd: out of memory (oneDNN cache)\n"); abort(); }
+    }
+    dnnl_entry *e = &dnnl_cache[dnnl_n];
+    memset(e, 0, sizeof *e);
+    e->transA = transA; e->transB = transB; e->M = M; e->N = N; e->K = K;
+    e->lda = lda; e->ldb = ldb; e->ldc = ldc; e->alpha = alpha; e->beta = beta;
+    /* Row-major C (M,N) = op(A) (M,K) op(B) (K,N); a transpose is only a
+     * different pair of strides over the same memory. */
+    dnnl_dims_t a_dims = {M, K}, b_dims = {K, N}, c_dims = {M, N};
+    dnnl_dims_t a_str = {transA ? 1 : lda, transA ? lda : 1};
+    dnnl_dims_t b_str = {transB ? 1 : ldb, transB ? ldb : 1};
+    dnnl_dims_t c_str = {ldc, 1};
+    dnnl_check(dnnl_memory_desc_init_by_strides(&e->a_md, 2, a_dims, dnnl_f32, a_str), "A desc");
+    dnnl_check(dnnl_memory_desc_init_by_strides(&e->b_md, 2, b_dims, dnnl_f32, b_str), "B desc");
+    dnnl_check(dnnl_memory_desc_init_by_strides(&e->c_md, 2, c_dims, dnnl_f32, c_str), "C desc");
+    dnnl_matmul_desc_t desc;
+    dnnl_check(dnnl_matmul_desc_init(&desc, &e->a_md, &e->b_md, NULL, &e->c_md), "matmul_desc_init");
+    dnnl_primitive_attr_t attr;
+    dnnl_check(dnnl_primitive_attr_create(&attr), "attr_create");
+    if (alpha != 1.0f)
+        dnnl_check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha), "output scales");
+    dnnl_post_ops_t po = NULL;
+    if (beta != 0.0f) {   /* C = alpha AB + beta C is a "sum" post-op */
+        dnnl_check(dnnl_post_ops_create(&po), "post_ops_create");
+        dnnl_check(dnnl_post_ops_append_sum(po, beta), "append_sum");
+        dnnl_check(dnnl_primitive_attr_set_post_ops(attr, po), "set_post_ops");
+    }
+    dnnl_primitive_desc_t pd;
+    dnnl_check(dnnl_primitive_desc_create(&pd, &desc, attr, dnnl_eng, NULL), "primitive_desc_create");
+    dnnl_check(dnnl_primitive_create(&e->prim, pd), "primitive_create");
+    dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    dnnl_n++;
+    return e;
+}
+
+static void sgemm_onednn(int transA, int transB, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb,
+                         float beta, float *C, int ldc) {
+    dnnl_memory_t ma, mb, mc;
+    dnnl_primitive_t prim;
+    /* the cache is shared; a caller inside a parallel region must not race it */
+#pragma omp critical(opd_dnnl_cache)
+    {
+        dnnl_entry *e = dnnl_get(transA, transB, M, N, K, lda, ldb, ldc, alpha, beta);
+        prim = e->prim;
+        /* memory objects only wrap our pointers: cheap, made per call */
+        dnnl_check(dnnl_memory_create(&ma, &e->a_md, dnnl_eng, (void *)A), "memory A");
+        dnnl_check(dnnl_memory_create(&mb, &e->b_md, dnnl_eng, (void *)B), "memory B");
+        dnnl_check(dnnl_memory_create(&mc, &e->c_md, dnnl_eng, C), "memory C");
+    }
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+    dnnl_check(dnnl_primitive_execute(prim, dnnl_strm, 3, args), "execute");
+    dnnl_check(dnnl_stream_wait(dnnl_strm), "stream_wait");
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
+}
+
+/* --------------------------------------------------------------- sgemm */
+void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
+               const float *A, int lda, const float *B, int ldb, float beta,
+               float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {   /* neither backend needs to see the degenerate case */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    choose_backend_once();
+    if (backend == OPD_MATMUL_ONEDNN)
+        sgemm_onednn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
+                    B, ldb, beta, C, ldc);
+}
+
+/* ------------------------------------------------------------ linear layer */
+void matmul_forward(float *out, const float *inp, const float *weight,
+                    const float *bias, int N, int C, int OC) {
+    // inp is (N,C), weight is (OC,C), bias is (OC), out is (N,OC)
+    opd_sgemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    if (bias) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
+    }
+}
+
+void matmul_backward(float *dinp, float *dweight, float *dbias,
+                     const float *dout, const float *inp, const float *weight,
+                     int N, int C, int OC) {
+    // dout is (N,OC); dinp (N,C) += dout @ weight
+    if (dinp) opd_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    // dweight (OC,C) += dout^T @ inp
+    if (dweight) opd_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    // dbias (OC) += sum over the N rows: one thread per output channel, each
+    // summing its rows in order, so the result is thread-count independent
+    if (dbias) {
+#pragma omp parallel for
+        for (int o = 0; o < OC; o++) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
+            dbias[o] += s;
+        }
+    }
+}

@@ -203,6 +203,8 @@ static void free_acts(opd_model *m) {
                      a->swiglu, a->res_out, a->lnf, a->lnf_rstd, a->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(a->pos);
+    free(a->tokens);
+    free(a->pad);
     opd_grad_scratch *g = &m->gs;
     float *gbufs[] = {g->dres, g->dbuf_c, g->dbuf_c2, g->dq, g->dk, g->dv,
                       g->datty, g->datt, g->dgate, g->dup, g->dswiglu};
@@ -217,4 +219,195 @@ void opd_model_free(opd_model *m) {
     free(m->params_mem);
     free(m->grads_mem);
     memset(m, 0, sizeof *m);
+}
+
+/* ---------------------------------------------------- forward / backward */
+/* Activations and backward scratch for (B, T). Capacity only grows: a
+ * smaller batch reuses the buffers, packed with its own (B, T), so the
+ * per-layer stride of an (L, B, T, X) tensor is B*T*X of the current call. */
+static void ensure_acts(opd_model *m, int B, int T) {
+    if (B <= m->acts_B && T <= m->acts_T) return;
+    int Bc = B > m->acts_B ? B : m->acts_B, Tc = T > m->acts_T ? T : m->acts_T;
+    free_acts(m);
+    const opd_config *c = &m->cfg;
+    size_t L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
+    size_t hd = C / c->n_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    size_t BT = (size_t)Bc * Tc, att = (size_t)Bc * c->n_heads * Tc * Tc;
+    opd_acts *a = &m->acts;
+    a->B = Bc;
+    a->T = Tc;
+    a->encoded = opd_calloc(BT * C, sizeof(float));
+    a->ln1 = opd_calloc(L * BT * C, sizeof(float));
+    a->ln1_rstd = opd_calloc(L * BT, sizeof(float));
+    a->q = opd_calloc(L * BT * qd, sizeof(float));
+    a->k = opd_calloc(L * BT * kvd, sizeof(float));
+    a->v = opd_calloc(L * BT * kvd, sizeof(float));
+    a->att = opd_calloc(L * att, sizeof(float));
+    a->atty = opd_calloc(L * BT * qd, sizeof(float));
+    a->res_mid = opd_calloc(L * BT * C, sizeof(float));
+    a->ln2 = opd_calloc(L * BT * C, sizeof(float));
+    a->ln2_rstd = opd_calloc(L * BT, sizeof(float));
+    a->gate = opd_calloc(L * BT * F, sizeof(float));
+    a->up = opd_calloc(L * BT * F, sizeof(float));
+    a->swiglu = opd_calloc(L * BT * F, sizeof(float));
+    a->res_out = opd_calloc(L * BT * C, sizeof(float));
+    a->lnf = opd_calloc(BT * C, sizeof(float));
+    a->lnf_rstd = opd_calloc(BT, sizeof(float));
+    a->logits = opd_calloc(BT * V, sizeof(float));
+    a->pos = opd_calloc(BT, sizeof(int));
+    a->tokens = opd_calloc(BT, sizeof(int));
+    a->pad = opd_calloc(Bc, sizeof(int));
+    opd_grad_scratch *g = &m->gs;
+    g->dres = opd_calloc(BT * C, sizeof(float));
+    g->dbuf_c = opd_calloc(BT * C, sizeof(float));
+    g->dbuf_c2 = opd_calloc(BT * C, sizeof(float));
+    g->dq = opd_calloc(BT * qd, sizeof(float));
+    g->dk = opd_calloc(BT * kvd, sizeof(float));
+    g->dv = opd_calloc(BT * kvd, sizeof(float));
+    g->datty = opd_calloc(BT * qd, sizeof(float));
+    g->datt = opd_calloc(att, sizeof(float));
+    g->dgate = opd_calloc(BT * F, sizeof(float));
+    g->dup = opd_calloc(BT * F, sizeof(float));
+    g->dswiglu = opd_calloc(BT * F, sizeof(float));
+    m->acts_B = Bc;
+    m->acts_T = Tc;
+}
+
+static void add_inplace(float *y, const float *x, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, int T) {
+    const opd_config *c = &m->cfg;
+    if (B < 1 || T < 1 || T > c->max_seq_len) {
+        /* a caller bug (the horizon/prompt sizing upstream), not a data
+         * error: stop loudly rather than write past the RoPE/config limits */
+        fprintf(stderr, "opd_model_forward: B=%d T=%d: need B >= 1 and 1 <= T <= "
+                "max_seq_len (%d)\n", B, T, c->max_seq_len);
+        abort();
+    }
+    ensure_acts(m, B, T);
+    m->B = B;
+    m->T = T;
+    int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
+    int NH = c->n_heads, NKV = c->n_kv_heads, hd = C / NH, qd = NH * hd, kvd = NKV * hd;
+    int N = B * T;
+    opd_params *p = &m->params;
+    opd_acts *a = &m->acts;
+
+    memcpy(a->tokens, tokens, (size_t)N * sizeof(int));
+    for (int b = 0; b < B; b++) {
+        a->pad[b] = pad ? pad[b] : 0;
+        // RoPE position: the first real token is position 0; pads get 0
+        for (int t = 0; t < T; t++)
+            a->pos[b * T + t] = t >= a->pad[b] ? t - a->pad[b] : 0;
+    }
+    encoder_forward(a->encoded, tokens, p->wte, N, C);
+    for (int l = 0; l < L; l++) {
+        const float *x = l == 0 ? a->encoded : a->res_out + (size_t)(l - 1) * N * C;
+        float *ln1 = a->ln1 + (size_t)l * N * C, *ln1_rstd = a->ln1_rstd + (size_t)l * N;
+        float *q = a->q + (size_t)l * N * qd, *k = a->k + (size_t)l * N * kvd;
+        float *v = a->v + (size_t)l * N * kvd;
+        float *att = a->att + (size_t)l * B * NH * T * T;
+        float *atty = a->atty + (size_t)l * N * qd;
+        float *res_mid = a->res_mid + (size_t)l * N * C;
+        float *ln2 = a->ln2 + (size_t)l * N * C, *ln2_rstd = a->ln2_rstd + (size_t)l * N;
+        float *gate = a->gate + (size_t)l * N * F, *up = a->up + (size_t)l * N * F;
+        float *sw = a->swiglu + (size_t)l * N * F;
+        float *res_out = a->res_out + (size_t)l * N * C;
+
+        // h = x + Wo Attn(RoPE(Wq n1(x)), RoPE(Wk n1(x)), Wv n1(x))
+        rmsnorm_forward(ln1, ln1_rstd, x, p->ln1_w + (size_t)l * C, N, C, c->rms_eps);
+        matmul_forward(q, ln1, p->wq + (size_t)l * qd * C, p->bq ? p->bq + (size_t)l * qd : NULL, N, C, qd);
+        matmul_forward(k, ln1, p->wk + (size_t)l * kvd * C, p->bk ? p->bk + (size_t)l * kvd : NULL, N, C, kvd);
+        matmul_forward(v, ln1, p->wv + (size_t)l * kvd * C, p->bv ? p->bv + (size_t)l * kvd : NULL, N, C, kvd);
+        rope_forward(q, a->pos, N, NH, hd, c->rope_theta);
+        rope_forward(k, a->pos, N, NKV, hd, c->rope_theta);
+        attention_forward(atty, att, q, k, v, a->pad, B, T, NH, NKV, hd);
+        matmul_forward(res_mid, atty, p->wo + (size_t)l * C * qd, NULL, N, qd, C);
+        add_inplace(res_mid, x, (size_t)N * C);
+        // out = h + Wdown (silu(Wgate n2(h)) * Wup n2(h))
+        rmsnorm_forward(ln2, ln2_rstd, res_mid, p->ln2_w + (size_t)l * C, N, C, c->rms_eps);
+        matmul_forward(gate, ln2, p->w_gate + (size_t)l * F * C, NULL, N, C, F);
+        matmul_forward(up, ln2, p->w_up + (size_t)l * F * C, NULL, N, C, F);
+        swiglu_forward(sw, gate, up, N, F);
+        matmul_forward(res_out, sw, p->w_down + (size_t)l * C * F, NULL, N, F, C);
+        add_inplace(res_out, res_mid, (size_t)N * C);
+    }
+    rmsnorm_forward(a->lnf, a->lnf_rstd, a->res_out + (size_t)(L - 1) * N * C, p->lnf_w,
+                    N, C, c->rms_eps);
+    matmul_forward(a->logits, a->lnf, p->lm_head, NULL, N, C, V);
+}
+
+void opd_model_backward(opd_model *m, const float *dlogits) {
+    const opd_config *c = &m->cfg;
+    if (!m->grads_mem) opd_model_alloc_grads(m);
+    int B = m->B, T = m->T, N = B * T;
+    int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
+    int NH = c->n_heads, NKV = c->n_kv_heads, hd = C / NH, qd = NH * hd, kvd = NKV * hd;
+    opd_params *p = &m->params, *g = &m->grads;
+    opd_acts *a = &m->acts;
+    opd_grad_scratch *s = &m->gs;
+    size_t NC = (size_t)N * C, NF = (size_t)N * F;
+
+    // logits = lnf @ lm_head^T. With tied embeddings g->lm_head == g->wte, so
+    // the head's gradient lands in the embedding's, next to the encoder's.
+    memset(s->dbuf_c, 0, NC * sizeof(float));
+    matmul_backward(s->dbuf_c, g->lm_head, NULL, dlogits, a->lnf, p->lm_head, N, C, V);
+    // dres: gradient w.r.t. the residual stream, walked from the top down
+    memset(s->dres, 0, NC * sizeof(float));
+    rmsnorm_backward(s->dres, g->lnf_w, s->dbuf_c, a->res_out + (size_t)(L - 1) * NC,
+                     p->lnf_w, a->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *x = l == 0 ? a->encoded : a->res_out + (size_t)(l - 1) * NC;
+        const float *ln1 = a->ln1 + (size_t)l * NC, *ln1_rstd = a->ln1_rstd + (size_t)l * N;
+        const float *q = a->q + (size_t)l * N * qd, *k = a->k + (size_t)l * N * kvd;
+        const float *v = a->v + (size_t)l * N * kvd;
+        const float *att = a->att + (size_t)l * B * NH * T * T;
+        const float *atty = a->atty + (size_t)l * N * qd;
+        const float *res_mid = a->res_mid + (size_t)l * NC;
+        const float *ln2 = a->ln2 + (size_t)l * NC, *ln2_rstd = a->ln2_rstd + (size_t)l * N;
+        const float *gate = a->gate + (size_t)l * NF, *up = a->up + (size_t)l * NF;
+        const float *sw = a->swiglu + (size_t)l * NF;
+
+        // MLP branch: out = h + Wdown swiglu. dres (= dout) also flows to h as is.
+        memset(s->dswiglu, 0, NF * sizeof(float));
+        matmul_backward(s->dswiglu, g->w_down + (size_t)l * C * F, NULL, s->dres, sw,
+                        p->w_down + (size_t)l * C * F, N, F, C);
+        memset(s->dgate, 0, NF * sizeof(float));
+        memset(s->dup, 0, NF * sizeof(float));
+        swiglu_backward(s->dgate, s->dup, s->dswiglu, gate, up, N, F);
+        memset(s->dbuf_c, 0, NC * sizeof(float));
+        matmul_backward(s->dbuf_c, g->w_gate + (size_t)l * F * C, NULL, s->dgate, ln2,
+                        p->w_gate + (size_t)l * F * C, N, C, F);
+        matmul_backward(s->dbuf_c, g->w_up + (size_t)l * F * C, NULL, s->dup, ln2,
+                        p->w_up + (size_t)l * F * C, N, C, F);
+        rmsnorm_backward(s->dres, g->ln2_w + (size_t)l * C, s->dbuf_c, res_mid,
+                         p->ln2_w + (size_t)l * C, ln2_rstd, N, C);
+        // now dres = d loss / d h
+
+        // attention branch: h = x + Wo atty
+        memset(s->datty, 0, (size_t)N * qd * sizeof(float));
+        matmul_backward(s->datty, g->wo + (size_t)l * C * qd, NULL, s->dres, atty,
+                        p->wo + (size_t)l * C * qd, N, qd, C);
+        memset(s->dq, 0, (size_t)N * qd * sizeof(float));
+        memset(s->dk, 0, (size_t)N * kvd * sizeof(float));
+        memset(s->dv, 0, (size_t)N * kvd * sizeof(float));
+        attention_backward(s->dq, s->dk, s->dv, s->datt, s->datty, q, k, v, att, a->pad,
+                           B, T, NH, NKV, hd);
+        rope_backward(s->dq, a->pos, N, NH, hd, c->rope_theta);
+        rope_backward(s->dk, a->pos, N, NKV, hd, c->rope_theta);
+        memset(s->dbuf_c, 0, NC * sizeof(float));
+        matmul_backward(s->dbuf_c, g->wq + (size_t)l * qd * C, g->bq ? g->bq + (size_t)l * qd : NULL,
+                        s->dq, ln1, p->wq + (size_t)l * qd * C, N, C, qd);
+        matmul_backward(s->dbuf_c, g->wk + (size_t)l * kvd * C, g->bk ? g->bk + (size_t)l * kvd : NULL,
+                        s->dk, ln1, p->wk + (size_t)l * kvd * C, N, C, kvd);
+        matmul_backward(s->dbuf_c, g->wv + (size_t)l * kvd * C, g->bv ? g->bv + (size_t)l * kvd : NULL,
+                        s->dv, ln1, p->wv + (size_t)l * kvd * C, N, C, kvd);
+        rmsnorm_backward(s->dres, g->ln1_w + (size_t)l * C, s->dbuf_c, x,
+                         p->ln1_w + (size_t)l * C, ln1_rstd, N, C);
+        // now dres = d loss / d x, the output of layer l-1
+    }
+    encoder_backward(g->wte, s->dres, a->tokens, N, C);
 }

@@ -125,6 +125,8 @@ typedef struct {
     float *lnf_rstd;   /* (B, T)                                                */
     float *logits;     /* (B, T, V)                                             */
     int *pos;          /* (B, T)             RoPE position of each token        */
+    int *tokens;       /* (B, T)             input tokens (the backward needs them) */
+    int *pad;          /* (B)                left padding of the last forward   */
 } opd_acts;
 
 /* Scratch for the backward pass, sized like one layer. */
