@@ -360,6 +360,8 @@ size_t opd_kv_cache_bytes(const opd_kv_cache *c);
 typedef struct {
     int B, cap;
     float *x, *xn, *q, *k, *v, *atty, *tmp, *gate, *up, *att; /* sized for B */
+    float *rstd;             /* (B) RMSNorm statistics, unused by decode */
+    int *pos;                /* (B) RoPE position of each sequence's token */
 } opd_decode_scratch;
 int opd_decode_scratch_init(opd_decode_scratch *s, const opd_config *cfg,
                             int B, int cap);
