@@ -1,5 +1,199 @@
-/* opd_data.h — tasks, tokenizer and CSV I/O (data/). */
+/* opd_data.h — the reasoning task, the tokenizer and CSV I/O (data/).
+ *
+ * The task: a chain of modular (mod 10) arithmetic with labelled steps
+ * ---------------------------------------------------------------------
+ * A problem of n steps (the difficulty knob, 1 <= n <= OPD_TASK_MAX_STEPS) is
+ *
+ *   prompt   = S L1 o1 d1 L2 o2 d2 ... Ln on dn '>'
+ *   solution = L1 v0 o1 d1 '=' v1  L2 v1 o2 d2 '=' v2 ... Ln v(n-1) on dn '=' vn  '>' vn
+ *   answer   = vn
+ *
+ * S = v0 is the start digit, Li the label of step i ('a'..'z', then 'A'..'T'),
+ * oi one of '+', '-', '*' and di a digit; vi = (v(i-1) oi di) mod 10 taken in
+ * [0, 9]. Multipliers are drawn from {3, 7, 9} (units mod 10) and addends from
+ * 1..9, so every step is a bijection of the value: the answer depends on every
+ * step and is uniform over the digits. Example with n = 3:
+ *
+ *   prompt   "4a+7b*3c-5>"
+ *   solution "a4+7=1b1*3=3c3-5=8>8"          answer 8
+ *
+ * Why this shape: every solution token is a local computation a tiny
+ * transformer can learn. The label is the successor of the previous label (or
+ * copied from the prompt after the previous step's triple), the operator and
+ * operand are copied from the prompt right after the matching label (a
+ * unique-key copy, the induction-head pattern), the left value is the previous
+ * result, and the result is a lookup in a 10x10 table of each operator. A step
+ * is 6 characters, so the solution has 6n + 2 characters and the prompt 3n + 2:
+ * the default n in [24, 40] gives solutions of 146..242 tokens.
+ *
+ * Scoring: the final answer is the digit after the last '>' and the solution
+ * must END there (exact match); a truncated solution has no answer.
+ *
+ * Model sequences: prompt tokens are [<bos>] + chars(prompt); the target is
+ * chars(solution) + [<eos>]. Token ids: <pad> 0, <bos> 1, <eos> 2, then one id
+ * per character (data/vocab.txt, identical to the built-in vocabulary).
+ *
+ * Splits: problem i of a split is a pure function of (seed, split, i). The
+ * prompt space is partitioned by a hash of the prompt string (10% test, 10%
+ * validation, 80% train), and a split only accepts prompts of its own part, so
+ * train / validation / test are disjoint for every size and every seed.
+ */
 #ifndef OPD_DATA_H
 #define OPD_DATA_H
+
 #include "opd.h"
+
+#ifdef __cplusplus
+extern "C" {
 #endif
+
+/* ---------------------------------------------------------------- tokenizer */
+#define OPD_TOK_MAX_VOCAB 64
+#define OPD_PAD_ID 0
+#define OPD_BOS_ID 1
+#define OPD_EOS_ID 2
+
+/* Character-level: every ordinary token is one printable ASCII character;
+ * the special tokens <pad>, <bos>, <eos> have the fixed ids 0, 1, 2. */
+typedef struct {
+    int vocab_size;                      /* V, <= OPD_TOK_MAX_VOCAB */
+    char token[OPD_TOK_MAX_VOCAB][8];    /* text of each id: "<pad>", "a", ... */
+    int char_to_id[256];                 /* -1 where the character has no id */
+    int pad_id, bos_id, eos_id;
+} opd_tokenizer;
+
+/* The built-in vocabulary (the same as data/vocab.txt). */
+void opd_tokenizer_default(opd_tokenizer *tok);
+/* Vocabulary file: one token per line, line i (from 0) is id i; a token is a
+ * single printable ASCII character or one of <pad>, <bos>, <eos>, which must
+ * be lines 0, 1, 2. Errors name the file and line: missing file, empty line,
+ * duplicate token, a multi-character token, a non-printable character, too
+ * many tokens. A trailing "\r" (CRLF file) is ignored. */
+int opd_tokenizer_load(opd_tokenizer *tok, const char *path);
+/* Writes the vocabulary file (atomically). */
+int opd_tokenizer_save(const opd_tokenizer *tok, const char *path);
+/* 1 if both tokenizers give every id the same text. */
+int opd_tokenizer_equal(const opd_tokenizer *a, const opd_tokenizer *b);
+/* Encode text into ids (cap entries available), with <bos> first and/or <eos>
+ * last when asked. Returns the number of ids, or -1 on an unknown character
+ * (the message gives the character and its position) or on overflow. */
+int opd_tok_encode(const opd_tokenizer *tok, const char *text, int add_bos,
+                   int add_eos, int *ids, int cap);
+/* Decode ids into text (cap bytes, NUL-terminated). <pad> and <bos> are
+ * skipped and <eos> ends the text (what follows is not decoded), so the
+ * output of a rollout decodes to the solution text. Returns the text length,
+ * or -1 on an id outside the vocabulary or when the text does not fit. */
+int opd_tok_decode(const opd_tokenizer *tok, const int *ids, int n, char *out,
+                   size_t cap);
+
+/* --------------------------------------------------------------------- tasks */
+#define OPD_TASK_MODULUS 10
+#define OPD_TASK_MAX_STEPS 46                        /* number of labels */
+#define OPD_TASK_PROMPT_MAX (3 * OPD_TASK_MAX_STEPS + 3)    /* chars + NUL */
+#define OPD_TASK_SOLUTION_MAX (6 * OPD_TASK_MAX_STEPS + 3)  /* chars + NUL */
+
+typedef enum { OPD_SPLIT_TRAIN = 0, OPD_SPLIT_VALID = 1, OPD_SPLIT_TEST = 2 } opd_split;
+
+typedef struct {
+    uint64_t seed;
+    int min_steps, max_steps;  /* difficulty knob: steps uniform in [min, max] */
+} opd_task_config;
+
+/* One problem, plain fixed-size strings so an array of them is one block. */
+typedef struct {
+    int id;                               /* index within its split */
+    int steps;                            /* n */
+    char prompt[OPD_TASK_PROMPT_MAX];
+    char solution[OPD_TASK_SOLUTION_MAX]; /* the reference solution */
+    int answer;                           /* 0..9 */
+} opd_task;
+
+void opd_task_config_default(opd_task_config *c);  /* seed 1234, steps [24, 40] */
+int opd_task_config_validate(const opd_task_config *c);
+const char *opd_split_name(opd_split s);            /* "train", "valid", "test" */
+int opd_split_parse(const char *name, opd_split *s);
+/* Split whose part of the prompt space holds this prompt. */
+opd_split opd_task_split_of(const char *prompt);
+/* Characters of a prompt / reference solution with n steps (no <bos>/<eos>). */
+int opd_task_prompt_len(int steps);
+int opd_task_solution_len(int steps);
+
+/* Problem `index` of `split`: a pure function of (c->seed, split, index). */
+void opd_task_generate(const opd_task_config *c, opd_split split, int index,
+                       opd_task *out);
+/* n problems 0..n-1 of a split into a new array (free with opd_dataset_free). */
+opd_task *opd_dataset_generate(const opd_task_config *c, opd_split split, int n);
+void opd_dataset_free(opd_task *tasks);
+
+/* Parse a prompt and write its reference solution (cap bytes); returns the
+ * answer 0..9, or -1 if the prompt is malformed (message says where). *steps
+ * (may be NULL) receives n. */
+int opd_task_solve(const char *prompt, char *solution, size_t cap, int *steps);
+/* The final answer of a (generated) solution: the digit after the last '>'
+ * when the solution ends right there; -1 when there is none (truncated,
+ * trailing text, no digit). Sets no error: a missing answer is an outcome. */
+int opd_task_answer(const char *solution);
+/* Exact-match scorer: 1 if the solution's final answer is the prompt's
+ * answer, 0 if not (wrong or missing), -1 if the prompt is malformed. */
+int opd_task_verify(const char *prompt, const char *solution);
+/* Character offset of the first difference between `solution` and the
+ * reference solution (a diagnostic of where a model goes wrong); -1 when they
+ * are identical, -2 when the prompt is malformed. */
+int opd_task_first_error(const char *prompt, const char *solution);
+
+/* ----------------------------------------------------------------- datasets */
+/* CSV with the header "id,steps,prompt,solution,answer" (RFC 4180 quoting via
+ * libcsv), written atomically. */
+int opd_dataset_write_csv(const char *path, const opd_task *tasks, int n);
+/* Reads a dataset into a new array (*out, *n; free with opd_dataset_free).
+ * Every row is checked, errors say "path:line: ...": missing or wrong header,
+ * wrong column count, unparseable integer, CSV quoting error, a field too
+ * long, steps not matching the prompt, a malformed prompt, a solution that
+ * is not the reference one or whose answer does not verify. */
+int opd_dataset_read_csv(const char *path, opd_task **out, int *n);
+
+/* ------------------------------------------------------------ generic CSV */
+/* A table read from any CSV file: row 0 is the header. */
+typedef struct {
+    int nrows;     /* records, header included */
+    int ncols;     /* columns of the header; every row has exactly ncols */
+    char **cell;   /* (nrows, ncols) NUL-terminated strings */
+    int *line;     /* (nrows) line of the file where each record starts */
+} opd_csv_table;
+
+/* Strict RFC 4180 parse; errors name file and line (quoting errors, rows
+ * whose column count differs from the header, an empty file). */
+int opd_csv_read(const char *path, opd_csv_table *t);
+void opd_csv_table_free(opd_csv_table *t);
+
+/* A metrics log: rows are kept in memory and every opd_csv_log_flush
+ * rewrites the whole file atomically, so the file on disk is always a
+ * complete CSV (header + every row up to the last flush) that can be read
+ * while training runs, and a crash never leaves half a row. Call flush as
+ * often as a live view is wanted (a log of thousands of rows costs
+ * milliseconds); close flushes. Cells are written one at a time, then
+ * opd_csv_log_end_row checks the column count. */
+typedef struct {
+    char *path;
+    int ncols;
+    int nrows;      /* completed rows, header excluded */
+    int col;        /* cells written in the current row */
+    char *buf;      /* CSV text: header + rows */
+    size_t len, cap;
+    size_t row_start;  /* offset of the current row in buf */
+} opd_csv_log;
+
+int opd_csv_log_open(opd_csv_log *w, const char *path,
+                     const char *const *header, int ncols);
+int opd_csv_log_str(opd_csv_log *w, const char *s);  /* quoted when needed */
+int opd_csv_log_int(opd_csv_log *w, long v);
+int opd_csv_log_num(opd_csv_log *w, double v);       /* "%.9g" */
+int opd_csv_log_end_row(opd_csv_log *w);
+int opd_csv_log_flush(opd_csv_log *w);
+int opd_csv_log_close(opd_csv_log *w);               /* flush + free */
+void opd_csv_log_discard(opd_csv_log *w);            /* free, no write */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OPD_DATA_H */
