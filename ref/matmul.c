@@ -3,14 +3,20 @@
  * linear layer (matmul_forward / matmul_backward) built on it.
  *
  * Determinism. The reference must give bit-identical results whatever the
- * number of OpenMP threads. OpenBLAS (0.3.21, OpenMP build) splits a gemm
- * over blocks of rows/columns of C and never over K, so each output element
- * is one dot product accumulated in the same order by whichever thread owns
- * it: tests/test_model.c ("determinism") checks this with memcmp for 1 vs 2
- * threads on every shape the model uses, forward and backward. The weight
- * gradient dW += dout^T @ inp, whose K is the B*T rows, is therefore also
- * thread-count independent. oneDNN's matmul is not promised to be; it is the
- * fast alternative, checked against BLAS to ~1e-5 relative. */
+ * number of OpenMP threads. OpenBLAS (0.3.21) does not promise that: it
+ * splits C over threads and, with its Haswell and Zen kernels, the result of
+ * an element depends on where the split falls (measured on the model's
+ * shapes: 1 vs 2 threads differ by ~1e-7; the Cooperlake/SkylakeX kernels
+ * happen to agree). So the BLAS backend partitions C itself: rows in fixed
+ * blocks whose size depends only on M, one single-threaded cblas_sgemm per
+ * block (OpenBLAS's OpenMP build runs single-threaded inside a parallel
+ * region), the blocks spread over OpenMP threads. A block's result is the
+ * same whichever thread computes it, so the thread count cannot change a
+ * bit; tests/test_model.c ("determinism") checks this with memcmp for 1 vs 2
+ * threads on every shape the model uses. K (for dW += dout^T inp: the B*T
+ * rows) is never split. oneDNN's matmul is not promised to be deterministic
+ * across thread counts; it is the fast alternative, checked against BLAS to
+ * ~1e-5 relative. */
 #include "config.h"
 #include "opd.h"
 
@@ -165,6 +171,31 @@ static void sgemm_onednn(int transA, int transB, int M, int N, int K, float alph
     dnnl_memory_destroy(mc);
 }
 
+/* --------------------------------------------------------------- BLAS */
+/* Rows of C per block: a function of M alone (never of the thread count),
+ * at most 16 blocks, a multiple of 16 rows so OpenBLAS's kernels see full
+ * tiles. */
+static int blas_block_rows(int M) {
+    int r = (M + 15) / 16;
+    r = (r + 15) / 16 * 16;
+    return r < 16 ? 16 : r;
+}
+
+static void sgemm_blas_blocked(int transA, int transB, int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb,
+                               float beta, float *C, int ldc) {
+    int rows = blas_block_rows(M), nblocks = (M + rows - 1) / rows;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int m0 = blk * rows, mb = M - m0 < rows ? M - m0 : rows;
+        // rows m0.. of op(A): row offset in A, or column offset if transposed
+        const float *Ab = transA ? A + m0 : A + (size_t)m0 * lda;
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans, mb, N, K, alpha, Ab, lda,
+                    B, ldb, beta, C + (size_t)m0 * ldc, ldc);
+    }
+}
+
 /* --------------------------------------------------------------- sgemm */
 void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta,
@@ -179,9 +210,7 @@ void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
     if (backend == OPD_MATMUL_ONEDNN)
         sgemm_onednn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda,
-                    B, ldb, beta, C, ldc);
+        sgemm_blas_blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ------------------------------------------------------------ linear layer */
