@@ -138,8 +138,8 @@ static int read_file(const char *path, char **data, size_t *size) {
 static int csv_read_impl(const char *path, opd_csv_table *t,
                          const char *const *expect_header, int nexpect) {
     memset(t, 0, sizeof *t);
-    char *data;
-    size_t size;
+    char *data = NULL;
+    size_t size = 0;
     if (read_file(path, &data, &size) != 0) return -1;
 
     struct csv_parser p;

@@ -114,11 +114,15 @@ const char *opd_split_name(opd_split s);            /* "train", "valid", "test" 
 int opd_split_parse(const char *name, opd_split *s);
 /* Split whose part of the prompt space holds this prompt. */
 opd_split opd_task_split_of(const char *prompt);
-/* Characters of a prompt / reference solution with n steps (no <bos>/<eos>). */
+/* Characters of a prompt / reference solution with n steps (no <bos>/<eos>).
+ * Model side: a prompt is opd_task_prompt_len(n) + 1 tokens (<bos>), and the
+ * full horizon T that fits every solution is opd_task_solution_len(max) + 1
+ * (<eos>): 243 for the default max of 40 steps. */
 int opd_task_prompt_len(int steps);
 int opd_task_solution_len(int steps);
 
-/* Problem `index` of `split`: a pure function of (c->seed, split, index). */
+/* Problem `index` of `split`: a pure function of (c->seed, split, index).
+ * Steps outside [1, OPD_TASK_MAX_STEPS] are clamped (validate first). */
 void opd_task_generate(const opd_task_config *c, opd_split split, int index,
                        opd_task *out);
 /* n problems 0..n-1 of a split into a new array (free with opd_dataset_free). */

@@ -134,14 +134,17 @@ void opd_task_generate(const opd_task_config *c, opd_split split, int index,
     static const char op_chars[3] = {'+', '-', '*'};
     char ops[OPD_TASK_MAX_STEPS];
     int digits[OPD_TASK_MAX_STEPS];
-    int span = c->max_steps - c->min_steps + 1;
+    /* clamp a config that skipped opd_task_config_validate into range */
+    int lo = c->min_steps < 1 ? 1 : c->min_steps > OPD_TASK_MAX_STEPS ? OPD_TASK_MAX_STEPS : c->min_steps;
+    int hi = c->max_steps < lo ? lo : c->max_steps > OPD_TASK_MAX_STEPS ? OPD_TASK_MAX_STEPS : c->max_steps;
+    int span = hi - lo + 1;
     /* A split keeps ~10% of the prompt space at worst, so the expected number
      * of attempts is <= 10; the loop ends with probability 1. */
     for (uint32_t attempt = 0;; attempt++) {
         uint32_t stream = (uint32_t)split + 4u * attempt;
         uint32_t idx = (uint32_t)index;
         memset(out, 0, sizeof *out);  /* whole struct defined: bytes are reproducible too */
-        int n = c->min_steps + draw_int(c->seed, stream, idx, 0, span);
+        int n = lo + draw_int(c->seed, stream, idx, 0, span);
         int v0 = draw_int(c->seed, stream, idx, 1, OPD_TASK_MODULUS);
         for (int i = 0; i < n; i++) {
             int op = draw_int(c->seed, stream, idx, 2 + 2 * i, 3);
@@ -167,6 +170,14 @@ void opd_dataset_free(opd_task *tasks) { free(tasks); }
 /* ---------------------------------------------------------------- scorer */
 static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
+/* "'x'" or "0x0a": a character for an error message. */
+static const char *show_char(char ch, char buf[8]) {
+    unsigned char u = (unsigned char)ch;
+    if (u >= 0x20 && u < 0x7f) snprintf(buf, 8, "'%c'", ch);
+    else snprintf(buf, 8, "0x%02x", u);
+    return buf;
+}
+
 int opd_task_solve(const char *prompt, char *solution, size_t cap, int *steps) {
     char ops[OPD_TASK_MAX_STEPS];
     int digits[OPD_TASK_MAX_STEPS];
@@ -175,22 +186,24 @@ int opd_task_solve(const char *prompt, char *solution, size_t cap, int *steps) {
         return opd_set_error("prompt \"%.60s\": must start with the start digit", prompt);
     size_t p = 1;
     int n = 0;
+    char shown[8];
     while (p < len && prompt[p] != '>') {
         if (n == OPD_TASK_MAX_STEPS)
             return opd_set_error("prompt \"%.60s...\": more than %d steps", prompt,
                                  OPD_TASK_MAX_STEPS);
         if (prompt[p] != step_label(n))
             return opd_set_error("prompt \"%.60s\": position %zu: expected label '%c' of "
-                                 "step %d, found '%c'", prompt, p, step_label(n), n + 1, prompt[p]);
+                                 "step %d, found %s", prompt, p, step_label(n), n + 1,
+                                 show_char(prompt[p], shown));
         if (p + 2 >= len)
             return opd_set_error("prompt \"%.60s\": step %d cut short", prompt, n + 1);
         char op = prompt[p + 1];
         if (op != '+' && op != '-' && op != '*')
             return opd_set_error("prompt \"%.60s\": position %zu: expected an operator "
-                                 "(+ - *), found '%c'", prompt, p + 1, op);
+                                 "(+ - *), found %s", prompt, p + 1, show_char(op, shown));
         if (!is_digit(prompt[p + 2]))
-            return opd_set_error("prompt \"%.60s\": position %zu: expected a digit, found '%c'",
-                                 prompt, p + 2, prompt[p + 2]);
+            return opd_set_error("prompt \"%.60s\": position %zu: expected a digit, found %s",
+                                 prompt, p + 2, show_char(prompt[p + 2], shown));
         ops[n] = op;
         digits[n] = prompt[p + 2] - '0';
         n++;

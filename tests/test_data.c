@@ -507,7 +507,7 @@ static void test_dataset_csv_errors(void) {
                          "\r\n\r\n1,1,2a*7>,a2*7=4>4,5\r\n", 4, "answer 5 does not verify");
     /* a quoted field spanning two lines: the next record starts two lines on */
     expect_dataset_error("multiline.csv", HDR "0,3,\"4a+7\nb*3c-5>\",a4,8\n" ROW1 "2,1,x,y,1\n", 2,
-                         "prompt");
+                         "found 0x0a");
     expect_dataset_error("answer.csv", HDR ROW0 ROW1 "2,3,4a+7b*3c-5>,a4+7=1b1*3=3c3-5=8>8,7\n", 4,
                          "answer 7 does not verify: the prompt's answer is 8");
     expect_dataset_error("solution.csv", HDR ROW0 "1,3,4a+7b*3c-5>,a4+7=1b1*3=3c3-5=8>3,8\n", 3,
@@ -591,6 +591,16 @@ static void test_scorer(void) {
     CU_ASSERT_EQUAL(opd_task_config_validate(&c), -1);
     c.max_steps = OPD_TASK_MAX_STEPS;
     CU_ASSERT_EQUAL(opd_task_config_validate(&c), 0);
+    /* an unvalidated config is clamped, never overflows the buffers */
+    opd_task_config wild = {3, -5, 1000};
+    int in_range = 1;
+    for (int i = 0; i < 50; i++) {
+        opd_task t;
+        opd_task_generate(&wild, OPD_SPLIT_TRAIN, i, &t);
+        in_range &= t.steps >= 1 && t.steps <= OPD_TASK_MAX_STEPS &&
+                    opd_task_verify(t.prompt, t.solution) == 1;
+    }
+    CU_ASSERT(in_range);
 }
 
 /* ----------------------------------------------------------------- main */
