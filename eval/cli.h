@@ -52,5 +52,6 @@ int cmd_sft(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_golden(int argc, char **argv);
 
 #endif

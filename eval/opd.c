@@ -19,6 +19,7 @@ static const command commands[] = {
     {"sft", cmd_sft, "supervised training on reference solutions (teacher, student warm start)"},
     {"distill", cmd_distill, "on-policy distillation: full, POPD or TOPD horizons"},
     {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon"},
+    {"golden", cmd_golden, "write golden tensors / compare two golden files"},
     {"bench", cmd_bench, "benchmarks: matmul, decode, step (see 'opd bench --help')"},
     {NULL, NULL, NULL},
 };

@@ -1,6 +1,7 @@
 #!/bin/sh
 # PyTorch cross-check of logits, loss and every gradient (tests/torch_crosscheck.py),
-# for a GQA + q/k/v bias + untied model and an MHA + tied model.
+# for a GQA + q/k/v bias + untied model and an MHA + tied model; then the
+# committed golden step (tests/torch_golden.py).
 set -u
 PY=${DEBIAN_PYTHON:-/usr/bin/python3}
 if ! "$PY" -c "import torch, numpy" 2>/dev/null; then
@@ -16,4 +17,6 @@ for variant in "1 0" "0 1"; do
     "${OPD_BUILDDIR:-.}/tests/crosscheck_dump" "$f" "$1" "$2" || { echo "FAIL: crosscheck_dump $1 $2"; exit 1; }
     "$PY" "${OPD_SRCDIR:-.}/tests/torch_crosscheck.py" "$f" || rc=1
 done
+# the committed golden step: logits, log-probs, full reverse KL and its gradients
+"$PY" "${OPD_SRCDIR:-.}/tests/torch_golden.py" "${OPD_SRCDIR:-.}/golden/golden_step.safetensors" || rc=1
 exit $rc

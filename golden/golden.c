@@ -1,0 +1,868 @@
+/* golden.c — golden tensors (SPEC section 8).
+ *
+ * The writer runs a fixed tiny teacher/student pair through one OPD step
+ * (SPEC section 6), stage by stage as opd_distill_step does it, and keeps
+ * every intermediate as a named tensor; then each layer function alone on
+ * fixed random inputs. The manifest gives every tensor a tolerance for a
+ * CANDIDATE implementation, by class (see tol_classes below and README.md).
+ * The checker compares two such files tensor by tensor. */
+#include "golden.h"
+
+#include <errno.h>
+#include <float.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------------ tolerances */
+/* max_abs = abs_fixed + abs_scaled * max|ref| of the tensor: errors are
+ * judged against the tensor's own scale, because an entry near zero has no
+ * meaningful relative error after a reduction. */
+typedef enum { T_EXACT, T_ELEM, T_MATMUL, T_SOFTMAX, T_MODEL, T_GRAD, T_ADAM, T_COUNT } tol_class;
+
+static const struct {
+    const char *name;
+    double abs_fixed, abs_scaled, max_rel, max_ulp, nmse;
+    const char *why;
+} tol_classes[T_COUNT] = {
+    [T_EXACT] = {"exact", 0, 0, 0, 0, 0,
+                 "integers, sampled tokens, masks, Philox words, horizons and the fixed inputs: "
+                 "any difference is a bug, not rounding"},
+    [T_ELEM] = {"elementwise", 0, 1e-6, 1e-5, 16, 1e-11,
+                "a few roundings per element (expf, rsqrtf, sinf/cosf of the RoPE angle); a "
+                "GPU's libm may differ by a few ULP, fast-math intrinsics (__expf, __sinf) do not fit"},
+    [T_MATMUL] = {"matmul", 0, 1e-5, 1e-4, 64, 1e-10,
+                  "sums of K products (K <= 48 here): another summation order (blocking, "
+                  "split-K, FMA) moves a result by ~sqrt(K) eps times the size of its terms"},
+    [T_SOFTMAX] = {"softmax", 0, 1e-5, 1e-4, 64, 1e-10,
+                   "exp of shifted logits and a sum over the row (attention probabilities, "
+                   "log-probs, losses and their per-token terms, dlogits)"},
+    [T_MODEL] = {"model", 0, 5e-5, 1e-3, 512, 1e-8,
+                 "activations through the whole model: matmul and softmax errors compound "
+                 "over layers; the candidate is fed the golden weights and tokens"},
+    [T_GRAD] = {"gradient", 0, 1e-4, 1e-3, 4096, 1e-7,
+                "gradients reduce over B*T rows and flow back through every layer; judged "
+                "against the tensor's largest entry (entries near zero have no meaningful "
+                "relative error); AdamW moments are gradients scaled"},
+    [T_ADAM] = {"adamw-update", 2.02e-3, 0, 1e-5, 64, 1e-6,
+                "the first AdamW step moves each weight by ~lr * sign(g): a gradient entry "
+                "within rounding of 0 may flip its step, so one element may be off by 2 lr "
+                "(lr = 1e-3); the moments (gradient class) judge the update's inputs"},
+};
+
+/* ---------------------------------------------------------------- writer */
+typedef struct {
+    opd_safetensors st;
+    const char *file;     /* basename, for the manifest */
+    json_t *entries;      /* manifest rows (borrowed) */
+    int err;
+} golden_writer;
+
+static void put(golden_writer *w, tol_class cls, const char *fn, opd_dtype dt,
+                const void *data, int ndim, const int64_t *shape, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+
+static void put(golden_writer *w, tol_class cls, const char *fn, opd_dtype dt,
+                const void *data, int ndim, const int64_t *shape, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    if (w->err) return;
+    if (opd_st_add(&w->st, name, dt, ndim, shape, data) != 0) { w->err = 1; return; }
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    if (dt != OPD_F32) cls = T_EXACT;   /* integer tensors are exact */
+    double scale = 0;
+    if (dt == OPD_F32)
+        for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(((const float *)data)[i]));
+    if (scale == 0) scale = 1;
+    json_t *shp = json_array();
+    for (int i = 0; i < ndim; i++) json_array_append_new(shp, json_integer(shape[i]));
+    /* rounded to 3 digits so the manifest reads well; the fixed part is exact */
+    double max_abs = tol_classes[cls].abs_fixed + tol_classes[cls].abs_scaled * scale;
+    if (max_abs > 0) {
+        double p = pow(10.0, floor(log10(max_abs)) - 2);
+        max_abs = ceil(max_abs / p) * p;
+    }
+    json_t *e = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:f, s:f, s:f, s:f}",
+                          "file", w->file, "name", name, "dtype", opd_dtype_name(dt),
+                          "shape", shp, "function", fn, "class", tol_classes[cls].name,
+                          "max_abs", max_abs, "max_rel", tol_classes[cls].max_rel,
+                          "max_ulp", tol_classes[cls].max_ulp, "nmse", tol_classes[cls].nmse);
+    json_array_append_new(w->entries, e);
+}
+
+#define SHAPE(...) (sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+
+static void put_f32(golden_writer *w, tol_class cls, const char *fn, const float *x,
+                    int ndim, const int64_t *shape, const char *name) {
+    put(w, cls, fn, OPD_F32, x, ndim, shape, "%s", name);
+}
+
+/* Fixed random inputs: N(0, scale^2), keyed by (tag, element). */
+static void randn(float *x, size_t n, uint32_t tag, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * opd_normal(2024, tag, 0, (uint32_t)i);
+}
+
+static void cfg_meta(opd_safetensors *st, const char *who, const opd_config *c) {
+    char key[64], val[64];
+#define META_INT(f) do { snprintf(key, sizeof key, "%s.%s", who, #f); \
+        snprintf(val, sizeof val, "%d", c->f); opd_st_set_meta(st, key, val); } while (0)
+#define META_FLT(f) do { snprintf(key, sizeof key, "%s.%s", who, #f); \
+        snprintf(val, sizeof val, "%.9g", c->f); opd_st_set_meta(st, key, val); } while (0)
+    META_INT(vocab_size); META_INT(d_model); META_INT(n_layers); META_INT(n_heads);
+    META_INT(n_kv_heads); META_INT(d_ff); META_INT(max_seq_len); META_INT(qkv_bias);
+    META_INT(tie_embeddings); META_FLT(rope_theta); META_FLT(rms_eps);
+#undef META_INT
+#undef META_FLT
+}
+
+/* Every named parameter tensor of a flat buffer laid out for cfg. */
+static void put_params(golden_writer *w, tol_class cls, const char *fn,
+                       const opd_config *cfg, const float *mem, const char *prefix) {
+    int nt = opd_param_tensor_count(cfg);
+    opd_tensor_info *ts = opd_calloc(nt, sizeof *ts);
+    opd_param_tensors(cfg, ts);
+    for (int i = 0; i < nt; i++) {
+        int64_t shape[2] = {ts[i].shape[0], ts[i].shape[1]};
+        put(w, cls, fn, OPD_F32, mem + ts[i].offset, ts[i].ndim, shape, "%s%s", prefix, ts[i].name);
+    }
+    free(ts);
+}
+
+/* Every activation of the last forward of m (opd_acts), per layer. The
+ * (L, B, T, X) buffers are packed with the forward's own (B, T). */
+static void put_acts(golden_writer *w, const char *who, const opd_model *m) {
+    const opd_config *c = &m->cfg;
+    const opd_acts *a = &m->acts;
+    int64_t B = m->B, T = m->T, N = B * T;
+    int64_t C = c->d_model, V = c->vocab_size, F = c->d_ff, NH = c->n_heads;
+    int64_t hd = C / NH, qd = NH * hd, kvd = c->n_kv_heads * hd;
+    const char *fn = "opd_model_forward";
+    char name[160];
+    snprintf(name, sizeof name, "%s.encoded", who);
+    put_f32(w, T_EXACT, "encoder_forward", a->encoded, SHAPE(B, T, C), name);
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct { const char *n; const float *base; int64_t width; const char *f; } rows[] = {
+            {"ln1", a->ln1, C, "rmsnorm_forward"},
+            {"ln1_rstd", a->ln1_rstd, 1, "rmsnorm_forward"},
+            {"q", a->q, qd, "matmul_forward + rope_forward"},
+            {"k", a->k, kvd, "matmul_forward + rope_forward"},
+            {"v", a->v, kvd, "matmul_forward"},
+            {"atty", a->atty, qd, "attention_forward"},
+            {"res_mid", a->res_mid, C, "matmul_forward + residual"},
+            {"ln2", a->ln2, C, "rmsnorm_forward"},
+            {"ln2_rstd", a->ln2_rstd, 1, "rmsnorm_forward"},
+            {"gate", a->gate, F, "matmul_forward"},
+            {"up", a->up, F, "matmul_forward"},
+            {"swiglu", a->swiglu, F, "swiglu_forward"},
+            {"res_out", a->res_out, C, "matmul_forward + residual"},
+        };
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+            char f[96];
+            snprintf(f, sizeof f, "%s: %s", fn, rows[i].f);
+            snprintf(name, sizeof name, "%s.layers.%d.%s", who, l, rows[i].n);
+            const float *x = rows[i].base + (size_t)l * N * rows[i].width;
+            if (rows[i].width == 1) put_f32(w, T_MODEL, f, x, SHAPE(B, T), name);
+            else put_f32(w, T_MODEL, f, x, SHAPE(B, T, rows[i].width), name);
+        }
+        snprintf(name, sizeof name, "%s.layers.%d.att", who, l);
+        put_f32(w, T_MODEL, "opd_model_forward: attention_forward (softmax probabilities)",
+                a->att + (size_t)l * B * NH * T * T, SHAPE(B, NH, T, T), name);
+    }
+    snprintf(name, sizeof name, "%s.lnf", who);
+    put_f32(w, T_MODEL, "opd_model_forward: rmsnorm_forward", a->lnf, SHAPE(B, T, C), name);
+    snprintf(name, sizeof name, "%s.lnf_rstd", who);
+    put_f32(w, T_MODEL, "opd_model_forward: rmsnorm_forward", a->lnf_rstd, SHAPE(B, T), name);
+    snprintf(name, sizeof name, "%s.logits", who);
+    put_f32(w, T_MODEL, "opd_model_forward: matmul_forward (lm_head)", a->logits, SHAPE(B, T, V), name);
+    put(w, T_EXACT, "opd_model_forward (RoPE positions)", OPD_I32, a->pos, SHAPE(B, T), "%s.pos", who);
+}
+
+/* Larger weights than the training init (std 0.02 gives near-uniform
+ * softmaxes, where a wrong kernel can hide), and norm scales / biases away
+ * from 1 / 0 so that their code paths matter. Keyed, so deterministic. */
+static void spread_weights(opd_model *m, uint64_t seed) {
+    int nt = opd_param_tensor_count(&m->cfg);
+    opd_tensor_info *ts = opd_calloc(nt, sizeof *ts);
+    opd_param_tensors(&m->cfg, ts);
+    for (int i = 0; i < nt; i++) {
+        float *x = m->params_mem + ts[i].offset;
+        for (size_t j = 0; j < ts[i].numel; j++) {
+            float z = opd_normal(seed, 0x73707264u /* "sprd" */, (uint32_t)i, (uint32_t)j);
+            if (strstr(ts[i].name, "norm")) x[j] = 1.0f + 0.1f * z;
+            else if (ts[i].ndim == 1) x[j] = 0.1f * z;
+            else x[j] *= 8.0f;
+        }
+    }
+    free(ts);
+}
+
+/* The golden pair: GQA, q/k/v bias, untied heads, so every path runs. */
+static void golden_configs(opd_config *s, opd_config *t) {
+    opd_config_default(s);
+    s->vocab_size = 16; s->d_model = 16; s->n_layers = 2; s->n_heads = 4;
+    s->n_kv_heads = 2; s->d_ff = 32; s->max_seq_len = 24;
+    s->qkv_bias = 1; s->tie_embeddings = 0;
+    *t = *s;
+    t->d_model = 24; t->d_ff = 48;
+}
+
+enum { G_B = 3, G_P = 6, G_H = 8, G_EOS = 2, G_PAD = 0, G_SCHED_T = 32, G_SCHED_N = 64 };
+#define G_ROLLOUT_SEED 1234u
+#define G_STUDENT_SEED 11u
+#define G_TEACHER_SEED 22u
+
+static int write_step(const char *dir, json_t *entries) {
+    golden_writer w = {.file = OPD_GOLDEN_STEP_FILE, .entries = entries};
+    opd_st_init(&w.st);
+    opd_config sc, tc;
+    golden_configs(&sc, &tc);
+    opd_model s, t;
+    if (opd_model_init(&s, &sc) != 0) return -1;
+    if (opd_model_init(&t, &tc) != 0) { opd_model_free(&s); return -1; }
+    opd_model_init_random(&s, G_STUDENT_SEED);
+    spread_weights(&s, G_STUDENT_SEED);
+    opd_model_init_random(&t, G_TEACHER_SEED);
+    spread_weights(&t, G_TEACHER_SEED);
+    const int B = G_B, P = G_P, H = G_H, V = sc.vocab_size;
+    cfg_meta(&w.st, "student", &sc);
+    cfg_meta(&w.st, "teacher", &tc);
+    char val[64];
+    snprintf(val, sizeof val, "%u", G_ROLLOUT_SEED); opd_st_set_meta(&w.st, "step.seed", val);
+    snprintf(val, sizeof val, "%d", 0); opd_st_set_meta(&w.st, "step.k", val);
+    snprintf(val, sizeof val, "%d", H); opd_st_set_meta(&w.st, "step.horizon", val);
+    snprintf(val, sizeof val, "%d", G_EOS); opd_st_set_meta(&w.st, "step.eos_id", val);
+    snprintf(val, sizeof val, "%d", G_PAD); opd_st_set_meta(&w.st, "step.pad_id", val);
+    opd_st_set_meta(&w.st, "step.sampler", "temperature 1, top_k 0, top_p 1");
+    opd_st_set_meta(&w.st, "step.optimizer", "AdamW lr 1e-3 betas (0.9, 0.95) eps 1e-8 wd 0.01 clip 1.0");
+    put_params(&w, T_EXACT, "opd_model_init_random + spread (golden.c)", &sc, s.params_mem, "student.");
+    put_params(&w, T_EXACT, "opd_model_init_random + spread (golden.c)", &tc, t.params_mem, "teacher.");
+
+    /* left-padded prompts of lengths 6, 4, 2; real tokens avoid pad and EOS */
+    int prompts[G_B * G_P], pad[G_B] = {0, 2, 4};
+    uint32_t seq_ids[G_B] = {100, 101, 102};
+    int32_t seq_ids_i[G_B] = {100, 101, 102};
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < P; i++)
+            prompts[b * P + i] = i < pad[b] ? G_PAD : 3 + (int)(opd_uniform(7, 1, b, i, 0) * (V - 3));
+    put(&w, T_EXACT, "fixed input", OPD_I32, prompts, SHAPE(B, P), "input.prompts");
+    put(&w, T_EXACT, "fixed input", OPD_I32, pad, SHAPE(B), "input.pad");
+    put(&w, T_EXACT, "fixed input", OPD_I32, seq_ids_i, SHAPE(B), "input.seq_ids");
+
+    /* 2. student rollout to H (step k = 0, schedule full with T = H) */
+    opd_rollout_config rc = {.eos_id = G_EOS, .pad_id = G_PAD, .seed = G_ROLLOUT_SEED, .step = 0};
+    opd_sampler_config_default(&rc.sampler);
+    opd_rollout r;
+    if (opd_rollout_sample(&s, prompts, pad, seq_ids, B, P, H, &rc, &r) != 0) {
+        opd_model_free(&s); opd_model_free(&t); opd_st_free(&w.st);
+        return -1;
+    }
+    const char *rfn = "opd_rollout_sample (KV-cached opd_model_decode_step + opd_sample_token)";
+    put(&w, T_EXACT, rfn, OPD_I32, r.tokens, SHAPE(B, P + H), "rollout.tokens");
+    put(&w, T_EXACT, rfn, OPD_F32, r.mask, SHAPE(B, H), "rollout.mask");
+    put(&w, T_SOFTMAX, rfn, OPD_F32, r.logprobs, SHAPE(B, H), "rollout.sampler_logprobs");
+    put(&w, T_EXACT, rfn, OPD_I32, r.length, SHAPE(B), "rollout.length");
+    put(&w, T_EXACT, rfn, OPD_I32, r.truncated, SHAPE(B), "rollout.truncated");
+    int Hs = 0;
+    for (int b = 0; b < B; b++) if (r.length[b] > Hs) Hs = r.length[b];
+    const int Tq = P + Hs - 1;
+    int *seq = opd_malloc(sizeof(int) * B * Tq), *y = opd_malloc(sizeof(int) * B * Hs);
+    float *mask = opd_malloc(sizeof(float) * B * Hs), *slp = opd_malloc(sizeof(float) * B * Hs);
+    for (int b = 0; b < B; b++) {
+        memcpy(seq + b * Tq, r.tokens + b * (P + H), sizeof(int) * Tq);
+        for (int i = 0; i < Hs; i++) {
+            y[b * Hs + i] = r.tokens[b * (P + H) + P + i];
+            mask[b * Hs + i] = r.mask[b * H + i];
+            slp[b * Hs + i] = r.logprobs[b * H + i];
+        }
+    }
+    put(&w, T_EXACT, "[x; y_1..y_{Hs-1}] scored by both models", OPD_I32, seq, SHAPE(B, Tq), "step.tokens");
+    put(&w, T_EXACT, "rollout tokens y", OPD_I32, y, SHAPE(B, Hs), "step.y");
+    put(&w, T_EXACT, "rollout mask", OPD_F32, mask, SHAPE(B, Hs), "step.mask");
+
+    /* 3. teacher forward; 4. student forward, on the same tokens */
+    float *t_logits = opd_malloc(sizeof(float) * B * Hs * V);
+    float *s_logits = opd_malloc(sizeof(float) * B * Hs * V);
+    opd_model_forward(&t, seq, pad, B, Tq);
+    put_acts(&w, "teacher", &t);
+    for (int b = 0; b < B; b++)
+        memcpy(t_logits + (size_t)b * Hs * V, t.acts.logits + ((size_t)b * Tq + P - 1) * V, sizeof(float) * Hs * V);
+    opd_model_forward(&s, seq, pad, B, Tq);
+    put_acts(&w, "student", &s);
+    for (int b = 0; b < B; b++)
+        memcpy(s_logits + (size_t)b * Hs * V, s.acts.logits + ((size_t)b * Tq + P - 1) * V, sizeof(float) * Hs * V);
+    /* per-token log-probs of y under both models (temperature 1) */
+    float *row = opd_malloc(sizeof(float) * V), *t_lp = opd_malloc(sizeof(float) * B * Hs);
+    float *s_lp = opd_malloc(sizeof(float) * B * Hs);
+    for (int i = 0; i < B * Hs; i++) {
+        opd_log_softmax(row, t_logits + (size_t)i * V, V);
+        t_lp[i] = row[y[i]];
+        opd_log_softmax(row, s_logits + (size_t)i * V, V);
+        s_lp[i] = row[y[i]];
+    }
+    put(&w, T_SOFTMAX, "opd_log_softmax(teacher logits)[y]", OPD_F32, t_lp, SHAPE(B, Hs), "step.teacher_logprobs");
+    put(&w, T_SOFTMAX, "opd_log_softmax(student logits)[y]", OPD_F32, s_lp, SHAPE(B, Hs), "step.student_logprobs");
+
+    /* 4-5. each loss: loss, backward, clip + AdamW from the same weights */
+    float *w0 = opd_malloc(sizeof(float) * s.num_params);
+    memcpy(w0, s.params_mem, sizeof(float) * s.num_params);
+    float *dl_h = opd_malloc(sizeof(float) * B * Hs * V), *dl = opd_malloc(sizeof(float) * B * Tq * V);
+    float *per_tok = opd_malloc(sizeof(float) * B * Hs), *rkl = opd_malloc(sizeof(float) * B * Hs);
+    opd_model_alloc_grads(&s);
+    for (int kind = OPD_LOSS_RKL_SAMPLED; kind <= OPD_LOSS_RKL_SEQ; kind++) {
+        opd_loss_config lc;
+        opd_loss_config_default(&lc);
+        lc.kind = (opd_loss_kind)kind;
+        lc.beta = 0.5f;
+        lc.topk = 4;
+        lc.gamma = kind == OPD_LOSS_RKL_SEQ ? 0.9f : 0.0f;
+        const char *ln = opd_loss_name(lc.kind);
+        char f[160], pre[96];
+        snprintf(f, sizeof f, "opd_distill_loss(%s, token mean, beta 0.5, topk 4, gamma %.1f)", ln, lc.gamma);
+        float loss = opd_distill_loss(&lc, s_logits, t_logits, y, mask, slp, B, Hs, V, dl_h, per_tok, rkl);
+        put(&w, T_SOFTMAX, f, OPD_F32, &loss, SHAPE(1), "loss.%s.value", ln);
+        put(&w, T_SOFTMAX, f, OPD_F32, per_tok, SHAPE(B, Hs), "loss.%s.per_token", ln);
+        put(&w, T_SOFTMAX, f, OPD_F32, rkl, SHAPE(B, Hs), "loss.%s.rkl", ln);
+        put(&w, T_SOFTMAX, f, OPD_F32, dl_h, SHAPE(B, Hs, V), "loss.%s.dlogits", ln);
+        /* rows P-1 .. P+Hs-2 of the (B, Tq) sequence predict y */
+        memset(dl, 0, sizeof(float) * B * Tq * V);
+        for (int b = 0; b < B; b++)
+            memcpy(dl + ((size_t)b * Tq + P - 1) * V, dl_h + (size_t)b * Hs * V, sizeof(float) * Hs * V);
+        opd_model_zero_grads(&s);
+        opd_model_backward(&s, dl);
+        snprintf(pre, sizeof pre, "loss.%s.student.grad.", ln);
+        put_params(&w, T_GRAD, "opd_model_backward", &sc, s.grads_mem, pre);
+        opd_optim_config oc;
+        opd_optim_config_default(&oc);
+        opd_adamw opt;
+        opd_adamw_init(&opt, &oc, s.num_params);
+        float gnorm = opd_adamw_update(&opt, &s);
+        put(&w, T_SOFTMAX, "opd_grad_norm (before clipping)", OPD_F32, &gnorm, SHAPE(1), "loss.%s.grad_norm", ln);
+        snprintf(pre, sizeof pre, "loss.%s.student.updated.", ln);
+        put_params(&w, T_ADAM, "opd_adamw_update (clip 1.0, lr 1e-3, wd 0.01)", &sc, s.params_mem, pre);
+        snprintf(pre, sizeof pre, "loss.%s.adamw.m.", ln);
+        put_params(&w, T_GRAD, "opd_adamw_update: first moment", &sc, opt.m, pre);
+        snprintf(pre, sizeof pre, "loss.%s.adamw.v.", ln);
+        put_params(&w, T_GRAD, "opd_adamw_update: second moment", &sc, opt.v, pre);
+        opd_adamw_free(&opt);
+        memcpy(s.params_mem, w0, sizeof(float) * s.num_params);
+    }
+
+    /* horizons H_k of each schedule for its first steps */
+    for (int kind = OPD_SCHED_FULL; kind <= OPD_SCHED_TRUNCATED; kind++) {
+        opd_schedule sch;
+        opd_schedule_default(&sch, (opd_schedule_kind)kind, G_SCHED_T);
+        int32_t hk[G_SCHED_N];
+        for (int k = 0; k < G_SCHED_N; k++) hk[k] = opd_schedule_horizon(&sch, k);
+        char f[160];
+        snprintf(f, sizeof f, "opd_schedule_horizon(opd_schedule_default(%s, T=%d), k), k = 0..%d",
+                 opd_schedule_name(sch.kind), G_SCHED_T, G_SCHED_N - 1);
+        put(&w, T_EXACT, f, OPD_I32, hk, SHAPE(G_SCHED_N), "schedule.%s", opd_schedule_name(sch.kind));
+    }
+
+    int rc_ = -1;
+    if (!w.err) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, w.file);
+        rc_ = opd_st_write(&w.st, path);
+    }
+    free(seq); free(y); free(mask); free(slp); free(t_logits); free(s_logits);
+    free(row); free(t_lp); free(s_lp); free(w0); free(dl_h); free(dl); free(per_tok); free(rkl);
+    opd_rollout_free(&r);
+    opd_model_free(&s);
+    opd_model_free(&t);
+    opd_st_free(&w.st);
+    return rc_;
+}
+
+static int write_layers(const char *dir, json_t *entries) {
+    golden_writer w = {.file = OPD_GOLDEN_LAYERS_FILE, .entries = entries};
+    opd_st_init(&w.st);
+
+    { /* linear layer: K = 40 is not a multiple of any SIMD width */
+        enum { N = 9, C = 40, OC = 24 };
+        float inp[N * C], wt[OC * C], bias[OC], out[N * OC], dout[N * OC];
+        float dinp[N * C] = {0}, dw[OC * C] = {0}, db[OC] = {0};
+        randn(inp, N * C, 1, 1.0f); randn(wt, OC * C, 2, 0.2f); randn(bias, OC, 3, 0.1f);
+        randn(dout, N * OC, 4, 1.0f);
+        matmul_forward(out, inp, wt, bias, N, C, OC);
+        matmul_backward(dinp, dw, db, dout, inp, wt, N, C, OC);
+        put_f32(&w, T_EXACT, "input", inp, SHAPE(N, C), "matmul.inp");
+        put_f32(&w, T_EXACT, "input", wt, SHAPE(OC, C), "matmul.weight");
+        put_f32(&w, T_EXACT, "input", bias, SHAPE(OC), "matmul.bias");
+        put_f32(&w, T_EXACT, "input", dout, SHAPE(N, OC), "matmul.dout");
+        put_f32(&w, T_MATMUL, "matmul_forward: out = inp weight^T + bias", out, SHAPE(N, OC), "matmul.out");
+        put_f32(&w, T_MATMUL, "matmul_backward: dinp = dout weight", dinp, SHAPE(N, C), "matmul.dinp");
+        put_f32(&w, T_MATMUL, "matmul_backward: dweight = dout^T inp", dw, SHAPE(OC, C), "matmul.dweight");
+        put_f32(&w, T_MATMUL, "matmul_backward: dbias = sum_n dout", db, SHAPE(OC), "matmul.dbias");
+    }
+    { /* RMSNorm */
+        enum { N = 9, C = 24 };
+        float inp[N * C], wt[C], out[N * C], rstd[N], dout[N * C], dinp[N * C] = {0}, dw[C] = {0};
+        randn(inp, N * C, 10, 2.0f); randn(wt, C, 11, 0.3f); randn(dout, N * C, 12, 1.0f);
+        for (int c = 0; c < C; c++) wt[c] += 1.0f;
+        rmsnorm_forward(out, rstd, inp, wt, N, C, 1e-6f);
+        rmsnorm_backward(dinp, dw, dout, inp, wt, rstd, N, C);
+        put_f32(&w, T_EXACT, "input", inp, SHAPE(N, C), "rmsnorm.inp");
+        put_f32(&w, T_EXACT, "input", wt, SHAPE(C), "rmsnorm.weight");
+        put_f32(&w, T_EXACT, "input", dout, SHAPE(N, C), "rmsnorm.dout");
+        put_f32(&w, T_ELEM, "rmsnorm_forward (eps 1e-6)", out, SHAPE(N, C), "rmsnorm.out");
+        put_f32(&w, T_ELEM, "rmsnorm_forward: 1/sqrt(mean(x^2) + eps)", rstd, SHAPE(N), "rmsnorm.rstd");
+        put_f32(&w, T_MATMUL, "rmsnorm_backward", dinp, SHAPE(N, C), "rmsnorm.dinp");
+        put_f32(&w, T_MATMUL, "rmsnorm_backward (sum over N)", dw, SHAPE(C), "rmsnorm.dweight");
+    }
+    { /* RoPE, rotate-half; positions up to 500 test the angle's accuracy */
+        enum { N = 9, NHr = 3, HD = 8 };
+        int pos[N] = {0, 1, 2, 3, 7, 15, 31, 100, 500};
+        float x[N * NHr * HD], out[N * NHr * HD], dx[N * NHr * HD], dxo[N * NHr * HD];
+        randn(x, N * NHr * HD, 20, 1.0f); randn(dx, N * NHr * HD, 21, 1.0f);
+        memcpy(out, x, sizeof x); memcpy(dxo, dx, sizeof dx);
+        rope_forward(out, pos, N, NHr, HD, 10000.0f);
+        rope_backward(dxo, pos, N, NHr, HD, 10000.0f);
+        put_f32(&w, T_EXACT, "input", x, SHAPE(N, NHr, HD), "rope.x");
+        put(&w, T_EXACT, "input", OPD_I32, pos, SHAPE(N), "rope.pos");
+        put_f32(&w, T_EXACT, "input", dx, SHAPE(N, NHr, HD), "rope.dout");
+        put_f32(&w, T_ELEM, "rope_forward (theta 10000, in place)", out, SHAPE(N, NHr, HD), "rope.out");
+        put_f32(&w, T_ELEM, "rope_backward (rotation by -angle, in place)", dxo, SHAPE(N, NHr, HD), "rope.dinp");
+    }
+    { /* causal GQA attention with left padding */
+        enum { B = 2, T = 7, NH = 4, NKV = 2, HD = 8 };
+        int pad[B] = {0, 3};
+        static float q[B * T * NH * HD], k[B * T * NKV * HD], v[B * T * NKV * HD];
+        static float out[B * T * NH * HD], att[B * NH * T * T], dout[B * T * NH * HD];
+        static float dq[B * T * NH * HD], dk[B * T * NKV * HD], dv[B * T * NKV * HD], datt[B * NH * T * T];
+        randn(q, sizeof q / 4, 30, 1.0f); randn(k, sizeof k / 4, 31, 1.0f);
+        randn(v, sizeof v / 4, 32, 1.0f); randn(dout, sizeof dout / 4, 33, 1.0f);
+        memset(dq, 0, sizeof dq); memset(dk, 0, sizeof dk); memset(dv, 0, sizeof dv);
+        attention_forward(out, att, q, k, v, pad, B, T, NH, NKV, HD);
+        attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, T, NH, NKV, HD);
+        put_f32(&w, T_EXACT, "input", q, SHAPE(B, T, NH * HD), "attention.q");
+        put_f32(&w, T_EXACT, "input", k, SHAPE(B, T, NKV * HD), "attention.k");
+        put_f32(&w, T_EXACT, "input", v, SHAPE(B, T, NKV * HD), "attention.v");
+        put(&w, T_EXACT, "input", OPD_I32, pad, SHAPE(B), "attention.pad");
+        put_f32(&w, T_EXACT, "input", dout, SHAPE(B, T, NH * HD), "attention.dout");
+        put_f32(&w, T_SOFTMAX, "attention_forward (scale 1/sqrt(hd), causal, keys j >= pad)", att,
+                SHAPE(B, NH, T, T), "attention.att");
+        put_f32(&w, T_SOFTMAX, "attention_forward", out, SHAPE(B, T, NH * HD), "attention.out");
+        put_f32(&w, T_MATMUL, "attention_backward", dq, SHAPE(B, T, NH * HD), "attention.dq");
+        put_f32(&w, T_MATMUL, "attention_backward (sum over queries and the group's heads)", dk,
+                SHAPE(B, T, NKV * HD), "attention.dk");
+        put_f32(&w, T_MATMUL, "attention_backward (sum over queries and the group's heads)", dv,
+                SHAPE(B, T, NKV * HD), "attention.dv");
+    }
+    { /* SwiGLU */
+        enum { N = 9, F = 20 };
+        float g[N * F], u[N * F], out[N * F], dout[N * F], dg[N * F] = {0}, du[N * F] = {0};
+        randn(g, N * F, 40, 3.0f); randn(u, N * F, 41, 1.0f); randn(dout, N * F, 42, 1.0f);
+        swiglu_forward(out, g, u, N, F);
+        swiglu_backward(dg, du, dout, g, u, N, F);
+        put_f32(&w, T_EXACT, "input", g, SHAPE(N, F), "swiglu.gate");
+        put_f32(&w, T_EXACT, "input", u, SHAPE(N, F), "swiglu.up");
+        put_f32(&w, T_EXACT, "input", dout, SHAPE(N, F), "swiglu.dout");
+        put_f32(&w, T_ELEM, "swiglu_forward: silu(gate) * up", out, SHAPE(N, F), "swiglu.out");
+        put_f32(&w, T_ELEM, "swiglu_backward", dg, SHAPE(N, F), "swiglu.dgate");
+        put_f32(&w, T_ELEM, "swiglu_backward", du, SHAPE(N, F), "swiglu.dup");
+    }
+    { /* token embedding; repeated tokens accumulate into one row */
+        enum { N = 9, V = 11, C = 8 };
+        int tok[N] = {3, 0, 10, 3, 5, 3, 7, 0, 1};
+        float wte[V * C], out[N * C], dout[N * C], dwte[V * C] = {0};
+        randn(wte, V * C, 50, 1.0f); randn(dout, N * C, 51, 1.0f);
+        encoder_forward(out, tok, wte, N, C);
+        encoder_backward(dwte, dout, tok, N, C);
+        put(&w, T_EXACT, "input", OPD_I32, tok, SHAPE(N), "encoder.tokens");
+        put_f32(&w, T_EXACT, "input", wte, SHAPE(V, C), "encoder.wte");
+        put_f32(&w, T_EXACT, "input", dout, SHAPE(N, C), "encoder.dout");
+        put_f32(&w, T_EXACT, "encoder_forward (a copy)", out, SHAPE(N, C), "encoder.out");
+        put_f32(&w, T_ELEM, "encoder_backward (rows added in token order)", dwte, SHAPE(V, C), "encoder.dwte");
+    }
+    { /* cross-entropy, token mean over the mask */
+        enum { B = 2, T = 5, V = 13 };
+        float logits[B * T * V], mask[B * T] = {1, 1, 1, 0, 1, 0, 0, 1, 1, 1}, dl[B * T * V];
+        int tgt[B * T];
+        randn(logits, B * T * V, 60, 2.0f);
+        for (int i = 0; i < B * T; i++) tgt[i] = (i * 5 + 2) % V;
+        float loss = opd_cross_entropy(logits, tgt, mask, B, T, V, dl);
+        put_f32(&w, T_EXACT, "input", logits, SHAPE(B, T, V), "cross_entropy.logits");
+        put(&w, T_EXACT, "input", OPD_I32, tgt, SHAPE(B, T), "cross_entropy.targets");
+        put_f32(&w, T_EXACT, "input", mask, SHAPE(B, T), "cross_entropy.mask");
+        put_f32(&w, T_SOFTMAX, "opd_cross_entropy", &loss, SHAPE(1), "cross_entropy.loss");
+        put_f32(&w, T_SOFTMAX, "opd_cross_entropy", dl, SHAPE(B, T, V), "cross_entropy.dlogits");
+    }
+    { /* log-softmax rows; one far from 0 needs the max shift */
+        enum { R = 4, V = 13 };
+        float x[R * V], out[R * V], lse[R];
+        randn(x, R * V, 70, 3.0f);
+        for (int i = 0; i < V; i++) x[2 * V + i] += 100.0f, x[3 * V + i] -= 80.0f;
+        for (int r = 0; r < R; r++) lse[r] = opd_log_softmax(out + r * V, x + r * V, V);
+        put_f32(&w, T_EXACT, "input", x, SHAPE(R, V), "log_softmax.logits");
+        put_f32(&w, T_SOFTMAX, "opd_log_softmax", out, SHAPE(R, V), "log_softmax.out");
+        put_f32(&w, T_SOFTMAX, "opd_log_softmax (log-sum-exp)", lse, SHAPE(R), "log_softmax.lse");
+    }
+    { /* Philox4x32-10 words, stored as I32 bit patterns of the uint32s */
+        enum { R = 8 };
+        uint32_t ctr[R * 4], key[R * 2], out[R * 4];
+        float uni[R], nrm[R];
+        for (int i = 0; i < R; i++) {
+            uint32_t c[4] = {(uint32_t)i, 0xffffffffu - i, 0xdeadbeefu ^ (i << 8), (uint32_t)i << 28};
+            uint32_t k[2] = {0x12345678u + 0x01010101u * i, 0xcafef00du * (i + 1)};
+            if (i == 0) { c[0] = c[1] = c[2] = c[3] = 0; k[0] = k[1] = 0; }
+            memcpy(ctr + 4 * i, c, sizeof c);
+            memcpy(key + 2 * i, k, sizeof k);
+            opd_philox4x32_10(c, k, out + 4 * i);
+            uni[i] = opd_uniform(42 + i, i, 2 * i, 3 * i, i & 3);
+            nrm[i] = opd_normal(42 + i, i, 2 * i, 3 * i);
+        }
+        put(&w, T_EXACT, "input (uint32 bits)", OPD_I32, ctr, SHAPE(R, 4), "philox.counter");
+        put(&w, T_EXACT, "input (uint32 bits)", OPD_I32, key, SHAPE(R, 2), "philox.key");
+        put(&w, T_EXACT, "opd_philox4x32_10 (uint32 bits)", OPD_I32, out, SHAPE(R, 4), "philox.out");
+        put_f32(&w, T_EXACT, "opd_uniform(seed 42+i, a i, b 2i, c 3i, word i%4): top 24 bits / 2^24",
+                uni, SHAPE(R), "philox.uniform");
+        put_f32(&w, T_ELEM, "opd_normal(seed 42+i, a i, b 2i, c 3i): Box-Muller in double (libm log, cos)",
+                nrm, SHAPE(R), "philox.normal");
+    }
+    { /* the sampler: temperature / top-k / top-p / greedy on fixed logits */
+        enum { R = 5, V = 16, NC = 5 };
+        const float cfgs[NC * 3] = {1, 0, 1,  0.7f, 5, 1,  1, 0, 0.8f,  0, 0, 1,  1.3f, 3, 0.9f};
+        float logits[R * V], lp[NC * R], scratch[2 * V];
+        int tok[NC * R];
+        randn(logits, R * V, 80, 2.0f);
+        for (int c = 0; c < NC; c++) {
+            opd_sampler_config sc = {.temperature = cfgs[3 * c], .top_k = (int)cfgs[3 * c + 1],
+                                     .top_p = cfgs[3 * c + 2]};
+            for (int r = 0; r < R; r++)
+                tok[c * R + r] = opd_sample_token(logits + r * V, V, &sc, 77, (uint32_t)c, (uint32_t)r, 5,
+                                                  &lp[c * R + r], scratch);
+        }
+        put_f32(&w, T_EXACT, "input", logits, SHAPE(R, V), "sample.logits");
+        put_f32(&w, T_EXACT, "input: (temperature, top_k, top_p) per config", cfgs, SHAPE(NC, 3), "sample.configs");
+        put(&w, T_EXACT, "opd_sample_token(seed 77, step config, seq row, pos 5)", OPD_I32, tok,
+            SHAPE(NC, R), "sample.tokens");
+        put_f32(&w, T_SOFTMAX, "opd_sample_token: log softmax(logits)[token] at temperature 1",
+                lp, SHAPE(NC, R), "sample.logprobs");
+    }
+
+    int rc = -1;
+    if (!w.err) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, w.file);
+        rc = opd_st_write(&w.st, path);
+    }
+    opd_st_free(&w.st);
+    return rc;
+}
+
+static int dump_json(void *user, void *fp) {
+    return json_dumpf((json_t *)user, (FILE *)fp, JSON_INDENT(1) | JSON_PRESERVE_ORDER |
+                      JSON_REAL_PRECISION(6)) == 0 ? 0 : -1;
+}
+
+int opd_golden_write(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return opd_set_error("%s: not a directory", dir);
+    /* the golden numbers are those of the BLAS backend (deterministic for
+     * any thread count); oneDNN would give other roundings */
+    opd_matmul_backend saved = opd_matmul_get_backend();
+    opd_matmul_set_backend(OPD_MATMUL_BLAS);
+    json_t *root = json_object(), *classes = json_object(), *entries = json_array();
+    json_object_set_new(root, "format", json_string("opd golden manifest v1"));
+    json_object_set_new(root, "generator", json_string("opd golden write DIR"));
+    json_object_set_new(root, "rule", json_string(
+        "element ok when d == 0 or d <= max_abs or d <= max_rel*|ref| or ulp <= max_ulp; "
+        "tensor passes when every element is ok and sum d^2 / sum ref^2 <= nmse; all zero = bit-exact"));
+    for (int c = 0; c < T_COUNT; c++)
+        json_object_set_new(classes, tol_classes[c].name,
+                            json_pack("{s:f, s:f, s:f, s:f, s:f, s:s}",
+                                      "abs_fixed", tol_classes[c].abs_fixed,
+                                      "abs_times_max_ref", tol_classes[c].abs_scaled,
+                                      "max_rel", tol_classes[c].max_rel,
+                                      "max_ulp", tol_classes[c].max_ulp,
+                                      "nmse", tol_classes[c].nmse, "why", tol_classes[c].why));
+    json_object_set_new(root, "classes", classes);
+    json_object_set(root, "tensors", entries);
+    int rc = write_step(dir, entries);
+    if (rc == 0) rc = write_layers(dir, entries);
+    if (rc == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, OPD_GOLDEN_MANIFEST);
+        rc = opd_atomic_write_cb(path, dump_json, root);
+        if (rc != 0 && !*opd_last_error()) opd_set_error("%s: cannot write the manifest", path);
+    }
+    json_decref(entries);
+    json_decref(root);
+    opd_matmul_set_backend(saved);
+    return rc;
+}
+
+/* --------------------------------------------------------------- compare */
+/* Map a float's bits onto a line of integers where neighbours differ by 1
+ * (negative floats mirrored), so |a - b| is the ULP distance; +0 == -0. */
+static int64_t f32_ordered(float x) {
+    int32_t i;
+    memcpy(&i, &x, 4);
+    return i >= 0 ? (int64_t)i : -(int64_t)(i & 0x7fffffff);
+}
+
+static double f64_ulp(double a, double b) {
+    int64_t i, j;
+    memcpy(&i, &a, 8);
+    memcpy(&j, &b, 8);
+    double oi = i >= 0 ? (double)i : -(double)(i & INT64_MAX);
+    double oj = j >= 0 ? (double)j : -(double)(j & INT64_MAX);
+    return fabs(oi - oj);
+}
+
+static double element(const opd_st_tensor *t, size_t i) {
+    switch (t->dtype) {
+    case OPD_F32: return ((const float *)t->data)[i];
+    case OPD_F64: return ((const double *)t->data)[i];
+    case OPD_I32: return ((const int32_t *)t->data)[i];
+    case OPD_I64: return (double)((const int64_t *)t->data)[i];
+    case OPD_U8: return ((const uint8_t *)t->data)[i];
+    }
+    return 0;
+}
+
+int opd_golden_compare(const opd_st_tensor *ref, const opd_st_tensor *cand,
+                       const opd_golden_tol *tol, opd_golden_diff *d) {
+    memset(d, 0, sizeof *d);
+    if (ref->dtype != cand->dtype)
+        return opd_set_error("dtype %s, candidate has %s", opd_dtype_name(ref->dtype),
+                             opd_dtype_name(cand->dtype));
+    int same = ref->ndim == cand->ndim;
+    for (int i = 0; same && i < ref->ndim; i++) same = ref->shape[i] == cand->shape[i];
+    if (!same) {
+        char a[96] = "", b[96] = "";
+        for (int i = 0; i < ref->ndim; i++)
+            snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", i ? "," : "", (long long)ref->shape[i]);
+        for (int i = 0; i < cand->ndim; i++)
+            snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", i ? "," : "", (long long)cand->shape[i]);
+        return opd_set_error("shape (%s), candidate has (%s)", a, b);
+    }
+    const size_t es = opd_dtype_size(ref->dtype), n = es ? ref->nbytes / es : 0;
+    const int exact = tol->max_abs == 0 && tol->max_rel == 0 && tol->max_ulp == 0 && tol->nmse == 0;
+    const int is_float = ref->dtype == OPD_F32 || ref->dtype == OPD_F64;
+    double sum_d2 = 0, sum_r2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = element(ref, i), c = element(cand, i), diff, ulp;
+        if (isnan(r) || isnan(c)) {
+            diff = ulp = isnan(r) && isnan(c) ? 0 : INFINITY;
+        } else if (r == c) {
+            diff = ulp = 0;
+        } else {
+            diff = fabs(c - r);   /* inf when one side is inf */
+            if (ref->dtype == OPD_F32)
+                ulp = (double)llabs(f32_ordered((float)c) - f32_ordered((float)r));
+            else if (ref->dtype == OPD_F64) ulp = f64_ulp(c, r);
+            else ulp = diff;
+        }
+        double rel = diff == 0 ? 0 : r != 0 ? diff / fabs(r) : INFINITY;
+        if (diff > d->max_abs || isnan(diff)) d->max_abs = diff;
+        if (rel > d->max_rel) d->max_rel = rel;
+        if (ulp > d->max_ulp) d->max_ulp = ulp;
+        sum_d2 += diff * diff;
+        sum_r2 += r * r;
+        int ok;
+        if (exact) /* bit for bit (a flipped low bit, or -0 for +0, fails) */
+            ok = memcmp((const char *)ref->data + i * es, (const char *)cand->data + i * es, es) == 0;
+        else
+            ok = diff == 0 || diff <= tol->max_abs || diff <= tol->max_rel * fabs(r) ||
+                 (is_float && ulp <= tol->max_ulp);
+        if (!ok) d->n_bad++;
+    }
+    d->nmse = sum_d2 == 0 ? 0 : sum_r2 > 0 ? sum_d2 / sum_r2 : INFINITY;
+    d->pass = d->n_bad == 0 && (exact || d->nmse <= tol->nmse);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- check */
+typedef struct {
+    char *file, *name;
+    opd_golden_tol tol;
+} manifest_entry;
+
+typedef struct {
+    int n;
+    manifest_entry *e;
+} manifest;
+
+static void manifest_free(manifest *m) {
+    for (int i = 0; i < m->n; i++) { free(m->e[i].file); free(m->e[i].name); }
+    free(m->e);
+    memset(m, 0, sizeof *m);
+}
+
+static int manifest_load(const char *path, manifest *m) {
+    memset(m, 0, sizeof *m);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root) return opd_set_error("%s: line %d: %s", path, jerr.line, jerr.text);
+    json_t *ts = json_object_get(root, "tensors");
+    if (!json_is_array(ts)) {
+        json_decref(root);
+        return opd_set_error("%s: no \"tensors\" array (not an opd golden manifest)", path);
+    }
+    m->e = opd_calloc(json_array_size(ts) + 1, sizeof *m->e);
+    for (size_t i = 0; i < json_array_size(ts); i++) {
+        const char *file, *name;
+        double a, r, u, q;
+        if (json_unpack(json_array_get(ts, i), "{s:s, s:s, s:F, s:F, s:F, s:F}", "file", &file,
+                        "name", &name, "max_abs", &a, "max_rel", &r, "max_ulp", &u, "nmse", &q) != 0 ||
+            a < 0 || r < 0 || u < 0 || q < 0) {
+            manifest_free(m);
+            json_decref(root);
+            return opd_set_error("%s: tensor entry %zu: need file, name and non-negative "
+                                 "max_abs, max_rel, max_ulp, nmse", path, i);
+        }
+        manifest_entry *e = &m->e[m->n++];
+        e->file = strdup(file);
+        e->name = strdup(name);
+        e->tol = (opd_golden_tol){a, r, u, q};
+    }
+    json_decref(root);
+    return 0;
+}
+
+static const manifest_entry *manifest_find(const manifest *m, const char *file, const char *name) {
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->e[i].name, name) && !strcmp(m->e[i].file, file)) return &m->e[i];
+    return NULL;
+}
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int file_exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static void shape_str(char *buf, size_t n, const opd_st_tensor *t) {
+    int k = snprintf(buf, n, "%s(", opd_dtype_name(t->dtype));
+    for (int i = 0; i < t->ndim && k < (int)n; i++)
+        k += snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    if (k < (int)n) snprintf(buf + k, n - k, ")");
+}
+
+/* Compare one pair of files; counts into *np / *nf. */
+static int check_file(const char *ref_path, const char *cand_path, const char *file,
+                      const manifest *m, const opd_golden_check_opts *o, int *np, int *nf) {
+    opd_safetensors r, c;
+    opd_st_init(&r);
+    opd_st_init(&c);
+    if (opd_st_read(ref_path, &r) != 0) return -1;
+    if (opd_st_read(cand_path, &c) != 0) { opd_st_free(&r); return -1; }
+    FILE *out = o->out;
+    if (out && !o->quiet)
+        fprintf(out, "%-64s %-14s %10s %10s %9s %10s  %s\n", file, "dtype(shape)", "max_abs",
+                "max_rel", "max_ulp", "nmse", "result");
+    int unlisted = 0;
+    for (int i = 0; i < r.n; i++) {
+        const opd_st_tensor *rt = &r.t[i];
+        const opd_st_tensor *ct = opd_st_find(&c, rt->name);
+        char shp[64];
+        shape_str(shp, sizeof shp, rt);
+        if (!ct) {
+            (*nf)++;
+            if (out) fprintf(out, "%-64s %-14s FAIL: missing in the candidate\n", rt->name, shp);
+            continue;
+        }
+        opd_golden_tol tol = {0, 0, 0, 0};
+        const manifest_entry *e = o->exact || !m ? NULL : manifest_find(m, file, rt->name);
+        if (e) tol = e->tol;
+        else if (!o->exact && m) unlisted++;
+        opd_golden_diff d;
+        if (opd_golden_compare(rt, ct, &tol, &d) != 0) {
+            (*nf)++;
+            if (out) fprintf(out, "%-64s %-14s FAIL: %s\n", rt->name, shp, opd_last_error());
+            continue;
+        }
+        if (d.pass) (*np)++;
+        else (*nf)++;
+        if (out && (!o->quiet || !d.pass)) {
+            char verdict[96];
+            if (d.pass) snprintf(verdict, sizeof verdict, "ok");
+            else snprintf(verdict, sizeof verdict, "FAIL (%zu bad, tol abs %.3g rel %.3g ulp %.0f nmse %.3g)",
+                          d.n_bad, tol.max_abs, tol.max_rel, tol.max_ulp, tol.nmse);
+            fprintf(out, "%-64s %-14s %10.3e %10.3e %9.0f %10.3e  %s\n", rt->name, shp, d.max_abs,
+                    d.max_rel, d.max_ulp, d.nmse, verdict);
+        }
+    }
+    if (out && unlisted)
+        fprintf(out, "note: %d tensor(s) of %s are not in the manifest: compared exactly\n", unlisted, file);
+    opd_st_free(&r);
+    opd_st_free(&c);
+    return 0;
+}
+
+int opd_golden_check(const char *ref, const char *cand, const opd_golden_check_opts *o,
+                     int *n_pass, int *n_fail) {
+    *n_pass = *n_fail = 0;
+    int ref_dir = is_dir(ref), cand_dir = is_dir(cand);
+    if (!ref_dir && !file_exists(ref)) return opd_set_error("%s: no such file or directory", ref);
+    if (!cand_dir && !file_exists(cand)) return opd_set_error("%s: no such file or directory", cand);
+    if (ref_dir && !cand_dir)
+        return opd_set_error("%s is a directory but %s is not: compare two directories or two files", ref, cand);
+    char mpath[4096] = "";
+    if (o->manifest) {
+        snprintf(mpath, sizeof mpath, "%s", o->manifest);
+    } else {
+        const char *slash = strrchr(ref, '/');
+        if (ref_dir) snprintf(mpath, sizeof mpath, "%s/%s", ref, OPD_GOLDEN_MANIFEST);
+        else if (slash) snprintf(mpath, sizeof mpath, "%.*s/%s", (int)(slash - ref), ref, OPD_GOLDEN_MANIFEST);
+        else snprintf(mpath, sizeof mpath, "%s", OPD_GOLDEN_MANIFEST);
+        if (!file_exists(mpath)) {
+            if (ref_dir) return opd_set_error("%s: no %s (a golden directory needs its manifest)", ref, OPD_GOLDEN_MANIFEST);
+            mpath[0] = 0;   /* a lone file: exact comparison */
+        }
+    }
+    manifest m = {0};
+    int have_m = 0;
+    if (mpath[0] && (!o->exact || ref_dir)) {
+        if (manifest_load(mpath, &m) != 0) return -1;
+        have_m = 1;
+    }
+    if (o->out && !have_m && !o->exact)
+        fprintf(o->out, "note: no manifest next to %s: comparing exactly\n", ref);
+    int rc = 0;
+    if (ref_dir) {
+        /* every file the manifest names, in order of first appearance */
+        for (int i = 0; i < m.n && rc == 0; i++) {
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++) seen = !strcmp(m.e[j].file, m.e[i].file);
+            if (seen) continue;
+            char rp[4096], cp[4096];
+            snprintf(rp, sizeof rp, "%s/%s", ref, m.e[i].file);
+            snprintf(cp, sizeof cp, "%s/%s", cand, m.e[i].file);
+            rc = check_file(rp, cp, m.e[i].file, &m, o, n_pass, n_fail);
+        }
+    } else {
+        const char *cp = cand;
+        char buf[4096];
+        if (cand_dir) { snprintf(buf, sizeof buf, "%s/%s", cand, base_name(ref)); cp = buf; }
+        rc = check_file(ref, cp, base_name(ref), have_m ? &m : NULL, o, n_pass, n_fail);
+    }
+    manifest_free(&m);
+    if (rc != 0) return -1;
+    if (o->out) fprintf(o->out, "golden: %d passed, %d failed\n", *n_pass, *n_fail);
+    return *n_fail ? 1 : 0;
+}
