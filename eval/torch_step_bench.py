@@ -45,6 +45,11 @@ Not matched, on purpose or by necessity:
     only the default on CUDA), and gradients are set to None after the step.
   - the rollout computes the LM head only at the last prompt position during
     prefill (the other rows are never sampled from).
+
+Timing needs a quiet machine: torch's OpenMP pool waits at a barrier after
+every parallel op, so when other processes hold the cores a 2-thread run can
+be several times slower than a 1-thread one (measured: an elementwise mul at
+11 ms instead of 22 us). Compare against --threads 1 before trusting a row.
 """
 import argparse
 import json
