@@ -190,6 +190,7 @@ int cmd_sft(int argc, char **argv) {
                 fprintf(stderr, "\rsft step %d/%d  loss %.4f  |g| %.3f  %.0f s   ", k + 1, steps, loss, gn, sec);
             else if ((k + 1) % 50 == 0 || k == 0 || k + 1 == steps)
                 printf("sft step %d/%d loss %.4f grad_norm %.3f %.1f s\n", k + 1, steps, loss, gn, sec);
+            if (have_log && (k + 1) % 50 == 0 && rc == 0) rc = opd_csv_log_flush(&log);
         }
         free(tokens); free(pad); free(mask);
     }
@@ -222,6 +223,7 @@ typedef struct {
     opd_distill_config dc;
     opd_optim_config oc;
     int B, samples, steps, eval_every, eval_n, save_every, resume, T;
+    int stop_after;   /* stop (with a checkpoint) after this many steps, as if interrupted */
     uint64_t seed;
 } distill_args;
 
@@ -234,18 +236,21 @@ static const char *eval_log_header[] = {"step", "train_seconds", "tokens_generat
                                         "mean_len", "truncated_frac", "peak_rss_kb"};
 #define EVAL_LOG_COLS 7
 
-/* On --resume, keep the rows of an existing log up to the resumed step. */
-static int reload_log(opd_csv_log *log, const char *path, long upto) {
+/* On --resume, keep the rows of an existing log up to the resumed step: read
+ * them before the log is reopened (opening rewrites the file). */
+static int read_old_log(const char *path, opd_csv_table *t) {
+    memset(t, 0, sizeof *t);
     if (access(path, F_OK) != 0) return 0;
-    opd_csv_table t;
-    if (opd_csv_read(path, &t) != 0) return -1;
-    for (int r = 1; r < t.nrows; r++) {
-        if (atol(t.cell[r * t.ncols]) > upto) continue;
-        for (int c = 0; c < t.ncols && c < log->ncols; c++) opd_csv_log_str(log, t.cell[r * t.ncols + c]);
+    return opd_csv_read(path, t);
+}
+
+static void append_old_rows(opd_csv_log *log, opd_csv_table *t, long upto) {
+    for (int r = 1; r < t->nrows; r++) {
+        if (atol(t->cell[r * t->ncols]) > upto) continue;
+        for (int c = 0; c < t->ncols && c < log->ncols; c++) opd_csv_log_str(log, t->cell[r * t->ncols + c]);
         opd_csv_log_end_row(log);
     }
-    opd_csv_table_free(&t);
-    return 0;
+    if (t->cell) opd_csv_table_free(t);
 }
 
 static int distill_eval(const opd_model *m, const opd_tokenizer *tok, const opd_task *et, int en,
@@ -323,13 +328,11 @@ static int run_distill(distill_args *a) {
         /* everything else of the state is keyed by (seed, step): the student,
          * its optimizer moments and the step number are all there is */
         if ((rc = opd_model_load(&student, ckpt, &opt)) != 0) goto done;
-        long sec_ms;
         if ((rc = meta_long(ckpt, "opd.train.step", &k0)) != 0) goto done;
         if ((rc = meta_long(ckpt, "opd.train.tokens", &tokens)) != 0) goto done;
         char *s = opd_checkpoint_meta(ckpt, "opd.train.seconds");
         train_sec = s ? atof(s) : 0;
         free(s);
-        (void)sec_ms;
         k0 += 1;
         printf("resuming %s at step %ld\n", ckpt, k0);
     } else {
@@ -346,12 +349,21 @@ static int run_distill(distill_args *a) {
     a->dc.rollout.pad_id = tok.pad_id;
     a->dc.rollout.seed = a->seed;
 
+    opd_csv_table old_slog, old_elog;
+    memset(&old_slog, 0, sizeof old_slog);
+    memset(&old_elog, 0, sizeof old_elog);
+    if (a->resume && ((rc = read_old_log(slog_path, &old_slog)) != 0 ||
+                      (rc = read_old_log(elog_path, &old_elog)) != 0)) {
+        if (old_slog.cell) opd_csv_table_free(&old_slog);
+        goto done;
+    }
     if ((rc = opd_csv_log_open(&slog, slog_path, step_log_header, STEP_LOG_COLS)) != 0) goto done;
     have_slog = 1;
     if ((rc = opd_csv_log_open(&elog, elog_path, eval_log_header, EVAL_LOG_COLS)) != 0) goto done;
     have_elog = 1;
-    if (a->resume && ((rc = reload_log(&slog, slog_path, k0 - 1)) != 0 ||
-                      (rc = reload_log(&elog, elog_path, k0 - 1)) != 0)) goto done;
+    /* step rows of steps < k0; eval rows are labelled by steps done (<= k0) */
+    append_old_rows(&slog, &old_slog, k0 - 1);
+    append_old_rows(&elog, &old_elog, k0);
 
     int BS = a->B * a->samples;
     sidx = opd_malloc(sizeof(int) * BS);
@@ -392,12 +404,17 @@ static int run_distill(distill_args *a) {
             fprintf(stderr, "\rdistill step %ld/%d  H=%d  loss %.4f  rkl %.4f  %.1f s   ", k + 1, a->steps,
                     st.horizon, st.loss, st.mean_rkl, train_sec);
         int last = k + 1 == a->steps;
-        if ((a->save_every > 0 && (k + 1) % a->save_every == 0) || last) {
+        int stop = a->stop_after > 0 && k + 1 == a->stop_after && !last;
+        if ((a->save_every > 0 && (k + 1) % a->save_every == 0) || last || stop) {
             if ((rc = save_student(&student, &opt, ckpt, k, train_sec, tokens, a)) != 0) goto done;
             if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
         }
         if (et && ((a->eval_every > 0 && (k + 1) % a->eval_every == 0) || last))
             if ((rc = distill_eval(&student, &tok, et, en, a->T, a->seed, k + 1, train_sec, tokens, &elog)) != 0) goto done;
+        if (stop) {
+            printf("stopped after step %ld as asked (--stop-after); continue with --resume\n", k + 1);
+            break;
+        }
     }
     if (progress_tty()) fprintf(stderr, "\n");
     printf("wrote %s, %s, %s (%.1f s of training, %ld tokens generated)\n", ckpt, slog_path,
@@ -433,6 +450,7 @@ int cmd_distill(int argc, char **argv) {
         {"eval", required_argument, 0, 16}, {"eval-every", required_argument, 0, 17},
         {"eval-n", required_argument, 0, 18}, {"save-every", required_argument, 0, 19},
         {"resume", no_argument, 0, 20}, {"warmup", required_argument, 0, 21},
+        {"stop-after", required_argument, 0, 22},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     distill_args a;
     memset(&a, 0, sizeof a);
@@ -493,6 +511,7 @@ int cmd_distill(int argc, char **argv) {
         case 19: if (cli_int(C, "save-every", optarg, 0, 1 << 30, &a.save_every)) return 2; break;
         case 20: a.resume = 1; break;
         case 21: if (cli_int(C, "warmup", optarg, 0, 1 << 30, &a.oc.warmup_steps)) return 2; break;
+        case 22: if (cli_int(C, "stop-after", optarg, 1, 1 << 30, &a.stop_after)) return 2; break;
         case 'h':
             printf("Usage: opd distill --teacher CKPT --student CKPT --data TRAIN.csv --out DIR [OPTIONS]\n"
                    "On-policy distillation: the student samples rollouts to the horizon H_k, the teacher\n"
@@ -517,6 +536,7 @@ int cmd_distill(int argc, char **argv) {
                    "  -o, --out DIR         student.safetensors, log.csv (per step), eval.csv\n"
                    "      --save-every N    checkpoint period (default: at the end)\n"
                    "      --resume          continue from DIR/student.safetensors (bit-identical)\n"
+                   "      --stop-after K    stop after K steps with a checkpoint, as if interrupted\n"
                    "Evaluation (greedy pass@1, decoding to the full horizon):\n"
                    "      --eval CSV --eval-every N --eval-n N (100)\n");
             return 0;

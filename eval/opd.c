@@ -35,6 +35,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* progress lines must reach a log file as they happen, not at exit */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage(stdout); return 0; }

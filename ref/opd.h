@@ -388,7 +388,7 @@ typedef struct {
 } opd_rollout;
 
 typedef struct {
-    int eos_id, pad_id;
+    int eos_id, pad_id;   /* eos_id < 0: no EOS, every rollout runs to H */
     opd_sampler_config sampler;
     uint64_t seed;
     uint32_t step;        /* training step k, part of the RNG key */

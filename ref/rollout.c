@@ -28,7 +28,8 @@ int opd_rollout_sample(const opd_model *student, const int *prompts,
         return opd_set_error("opd_rollout_sample: need batch >= 1, prompt length >= 1, horizon >= 0 (got %d, %d, %d)", B, P, H);
     if (S > cfg->max_seq_len)
         return opd_set_error("opd_rollout_sample: prompt %d + horizon %d exceeds max_seq_len %d", P, H, cfg->max_seq_len);
-    if (rc->eos_id < 0 || rc->eos_id >= V || rc->pad_id < 0 || rc->pad_id >= V)
+    /* eos_id < 0: no end-of-sequence token, every rollout runs to H (benchmarks) */
+    if (rc->eos_id >= V || rc->pad_id < 0 || rc->pad_id >= V)
         return opd_set_error("opd_rollout_sample: eos_id %d / pad_id %d outside the vocabulary (%d)", rc->eos_id, rc->pad_id, V);
     for (int b = 0; b < B; b++) {
         /* at least one real token: the first sample conditions on it */

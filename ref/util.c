@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* One message per thread: the library reports errors by setting it and
@@ -72,6 +73,11 @@ static int open_temp_beside(const char *path, char *tmp, size_t tmpsz) {
     if (n < 0 || (size_t)n >= tmpsz) return opd_set_error("%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return opd_set_error("%s: cannot create temporary file: %s", path, strerror(errno));
+    /* mkstemp makes the file 0600; the result should get the permissions
+     * any new file of this user gets (0666 less the umask) */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     return fd;
 }
 
