@@ -227,6 +227,13 @@ static int load_param_tensor(const opd_safetensors *st, const char *path,
     if (!same)
         return opd_set_error("%s: tensor '%s': expected shape %s for this config, found %s",
                              path, name, ws, fs);
+    /* a NaN or Inf weight (a diverged run saved, a flipped exponent bit)
+     * would poison every later step silently: refuse it here, by name */
+    const float *src = t->data;
+    for (size_t j = 0; j < ti->numel; j++)
+        if (!isfinite(src[j]))
+            return opd_set_error("%s: tensor '%s' element %zu is %s", path, name, j,
+                                 isnan(src[j]) ? "NaN" : "infinite");
     memcpy(base + ti->offset, t->data, ti->numel * sizeof(float));
     return 0;
 }

@@ -80,5 +80,17 @@ else
     bad "could not build the corrupt-metadata file"
 fi
 
+# a NaN weight: same layout, one float of the data replaced
+"$PY" - "$ck" "$dir/nan.safetensors" <<'PYEOF'
+import json, struct, sys
+raw = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+b = hdr["model.norm.weight"]["data_offsets"][0]
+raw[8 + n + b + 4 * 3: 8 + n + b + 4 * 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(raw)
+PYEOF
+expect_fail "NaN weight" "'model.norm.weight' element 3 is NaN" "$OPD" info "$dir/nan.safetensors"
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
