@@ -241,7 +241,7 @@ typedef struct {
     float weight_decay; /* decoupled, on tensors with decay = 1 */
     float grad_clip;    /* global-norm clip; <= 0 disables */
     opd_lr_kind lr_kind;
-    int warmup_steps;   /* linear warmup from 0 (cosine schedule) */
+    int warmup_steps;   /* linear warmup from 0 (both schedules) */
     int total_steps;    /* cosine reaches min_lr_frac * lr here */
     float min_lr_frac;
 } opd_optim_config;

@@ -49,10 +49,13 @@ void opd_adamw_free(opd_adamw *opt) {
  * from 0, as transformers' get_cosine_schedule_with_warmup does), then a
  * half cosine from lr down to min_lr_frac * lr at total_steps, flat after. */
 float opd_lr_at(const opd_optim_config *c, long step) {
-    if (c->lr_kind != OPD_LR_COSINE) return c->lr;
     double lr = c->lr, min_lr = (double)c->min_lr_frac * c->lr;
     if (step < 0) step = 0;
+    /* warmup applies to both schedules: fresh AdamW moments make the first
+     * updates sign-like, every weight moving by ~lr, which knocks a
+     * warm-started model back unless the rate starts small */
     if (step < c->warmup_steps) return (float)(lr * (double)step / (double)c->warmup_steps);
+    if (c->lr_kind != OPD_LR_COSINE) return c->lr;
     if (step >= c->total_steps) return (float)min_lr;
     double progress = (double)(step - c->warmup_steps) / (double)(c->total_steps - c->warmup_steps);
     double cosine = 0.5 * (1.0 + cos(M_PI * progress));

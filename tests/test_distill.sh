@@ -44,6 +44,17 @@ same "resumed run is bit-identical (weights and AdamW moments)" "$dir/A/student.
 run "distill, 1 thread" env OMP_NUM_THREADS=1 "$OPD" distill $common --method full --steps 2 --out "$dir/T1"
 run "distill, 2 threads" env OMP_NUM_THREADS=2 "$OPD" distill $common --method full --steps 2 --out "$dir/T2"
 same "1 vs 2 threads bit-identical" "$dir/T1/student.safetensors" "$dir/T2/student.safetensors"
+# the same at the demo's shapes (longer sequences, the demo's model sizes),
+# where matmul kernels that split work by thread count show it (oneDNN does:
+# this is why BLAS is the default backend)
+run "demo-size data" "$OPD" data --out "$dir/d2" --min-steps 8 --max-steps 10 --train 64 --valid 8 --test 8 --seed 4
+run "init demo-size teacher" "$OPD" init --d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 128 --seed 3 "$dir/t128.st"
+run "init demo-size student" "$OPD" init --d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 128 --seed 4 "$dir/s64.st"
+for n in 1 2; do
+    run "demo-size distill, $n thread(s)" env OMP_NUM_THREADS=$n "$OPD" distill --teacher "$dir/t128.st" \
+        --student "$dir/s64.st" --data "$dir/d2/train.csv" --batch 32 --steps 1 --seed 5 --out "$dir/D$n"
+done
+same "demo-size shapes: 1 vs 2 threads bit-identical" "$dir/D1/student.safetensors" "$dir/D2/student.safetensors"
 
 # --- TOPD: every step's horizon is ceil(rho * T), no rollout is longer
 run "topd rho 0.25, T 20" "$OPD" distill $common --method topd --rho 0.25 --horizon 20 --steps 3 --out "$dir/topd"
