@@ -27,24 +27,24 @@ done
 [ -n "$out" ] || out=results/$preset
 
 case "$preset" in
-demo)   # a few minutes on 2 cores
+demo)   # about 5 minutes on 2 cores
     DATA="--min-steps 4 --max-steps 10 --train 4000 --valid 100 --test 200"
     TEACHER="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 128"
-    TEACHER_SFT="--steps 600 --batch 32 --lr 3e-3 --warmup 30"
+    TEACHER_SFT="--steps 700 --batch 32 --lr 3e-3 --warmup 50"
     STUDENT="--d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 128"
-    STUDENT_SFT="--steps 150 --batch 32 --lr 3e-3 --warmup 20"
-    DISTILL="--steps 60 --batch 16 --lr 1e-3"
-    EVAL="--eval-every 10 --eval-n 200"
-    POPD="--dk 15"
+    STUDENT_SFT="--steps 600 --batch 32 --lr 3e-3 --warmup 20"
+    DISTILL="--steps 200 --batch 32 --lr 3e-4 --warmup 20"
+    EVAL="--eval-every 25 --eval-n 200"
+    POPD="--dk 25"
     ;;
-paper)  # under an hour on 2 cores
-    DATA="--min-steps 8 --max-steps 24 --train 20000 --valid 200 --test 500"
-    TEACHER="--d-model 256 --layers 6 --heads 8 --kv-heads 4 --ffn 768 --max-seq 256"
-    TEACHER_SFT="--steps 2000 --batch 32 --lr 2e-3 --warmup 100"
-    STUDENT="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 256"
-    STUDENT_SFT="--steps 300 --batch 32 --lr 2e-3 --warmup 30"
-    DISTILL="--steps 200 --batch 16 --lr 5e-4"
-    EVAL="--eval-every 20 --eval-n 500"
+paper)  # about 20 minutes on 2 cores: longer problems (T = 123), longer runs
+    DATA="--min-steps 8 --max-steps 20 --train 8000 --valid 200 --test 300"
+    TEACHER="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 192"
+    TEACHER_SFT="--steps 1200 --batch 32 --lr 3e-3 --warmup 50"
+    STUDENT="--d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 192"
+    STUDENT_SFT="--steps 800 --batch 32 --lr 3e-3 --warmup 20"
+    DISTILL="--steps 400 --batch 32 --lr 3e-4 --warmup 20"
+    EVAL="--eval-every 50 --eval-n 300"
     POPD="--dk 50"
     ;;
 *) echo "experiment.sh: unknown preset '$preset' (demo, paper)" >&2; exit 2 ;;
