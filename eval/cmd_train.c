@@ -12,12 +12,24 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------ shared bits */
+/* mkdir -p: an output directory and any missing parents */
 static int ensure_dir(const char *cmd, const char *dir) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "opd %s: cannot create directory %s: %s\n", cmd, dir, strerror(errno));
-        return -1;
+    char *p = strdup(dir);
+    int rc = 0;
+    for (char *s = p + 1; ; s++) {
+        if (*s != '/' && *s != '\0') continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "opd %s: cannot create directory %s: %s\n", cmd, p, strerror(errno));
+            rc = -1;
+            break;
+        }
+        *s = c;
+        if (c == '\0') break;
     }
-    return 0;
+    free(p);
+    return rc;
 }
 
 static char *path_join(const char *dir, const char *name) {
