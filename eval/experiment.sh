@@ -107,8 +107,9 @@ target=$(awk -v t="$t_acc" -v s="$s_acc" 'BEGIN {printf "%.4f", s + 0.75 * (t - 
 
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot <<GP && echo "wrote $out/accuracy_vs_time.png"
-set terminal pngcairo size 900,560
+set terminal pngcairo size 900,560 noenhanced
 set output "$out/accuracy_vs_time.png"
+set yrange [0:1.05]
 set datafile separator ","
 set key bottom right
 set grid
@@ -119,7 +120,8 @@ plot "$out/runs/full/eval.csv" every ::1 using 2:4 with linespoints title "full 
      "$out/runs/popd/eval.csv" every ::1 using 2:4 with linespoints title "POPD", \
      "$out/runs/topd25/eval.csv" every ::1 using 2:4 with linespoints title "TOPD rho=0.25", \
      "$out/runs/topd10/eval.csv" every ::1 using 2:4 with linespoints title "TOPD rho=0.10", \
-     $t_acc with lines dashtype 2 title "teacher"
+     $t_acc with lines dashtype 2 lw 2 title "teacher", \
+     $s_acc with lines dashtype 3 title "student before distillation"
 GP
 else
     echo "gnuplot not found: no plot (apt-get install gnuplot-nox)"
