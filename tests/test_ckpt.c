@@ -815,6 +815,15 @@ static void test_lr_schedule(void) {
     opd_optim_config_default(&c);
     CU_ASSERT(c.lr == 1e-3f && c.beta1 == 0.9f && c.beta2 == 0.95f && c.grad_clip == 1.0f);
     CU_ASSERT(opd_lr_at(&c, 0) == 1e-3f && opd_lr_at(&c, 1000000) == 1e-3f);
+    /* the constant schedule warms up too (it used to ignore warmup_steps, so
+     * a warm-started student met full-size AdamW steps on its first update) */
+    c.warmup_steps = 10;
+    printf("\n  constant + warmup 10: lr(0) %g lr(5) %g lr(10) %g lr(10^6) %g", opd_lr_at(&c, 0),
+           opd_lr_at(&c, 5), opd_lr_at(&c, 10), opd_lr_at(&c, 1000000));
+    CU_ASSERT(opd_lr_at(&c, 0) == 0.0f);
+    CU_ASSERT(fabsf(opd_lr_at(&c, 5) - 5e-4f) < 1e-9f);
+    CU_ASSERT(opd_lr_at(&c, 10) == 1e-3f && opd_lr_at(&c, 1000000) == 1e-3f);
+    c.warmup_steps = 0;
     c.lr = 2.0f;
     c.lr_kind = OPD_LR_COSINE;
     c.warmup_steps = 10;
