@@ -7,10 +7,11 @@
  * splits C over threads and, with its Haswell and Zen kernels, the result of
  * an element depends on where the split falls (measured on the model's
  * shapes: 1 vs 2 threads differ by ~1e-7; the Cooperlake/SkylakeX kernels
- * happen to agree). So the BLAS backend partitions C itself: rows in fixed
- * blocks whose size depends only on M, one single-threaded cblas_sgemm per
- * block (OpenBLAS's OpenMP build runs single-threaded inside a parallel
- * region), the blocks spread over OpenMP threads. A block's result is the
+ * happen to agree). So the BLAS backend partitions C itself: into blocks of
+ * rows (or, for the long-K weight gradients, of columns when C is wider than
+ * tall) whose size depends only on the shape, one single-threaded
+ * cblas_sgemm per block (OpenBLAS's OpenMP build runs single-threaded inside
+ * a parallel region), the blocks spread over OpenMP threads. A block's result is the
  * same whichever thread computes it, so the thread count cannot change a
  * bit; tests/test_model.c ("determinism") checks this with memcmp for 1 vs 2
  * threads on every shape the model uses. K (for dW += dout^T inp: the B*T
@@ -172,27 +173,53 @@ static void sgemm_onednn(int transA, int transB, int M, int N, int K, float alph
 }
 
 /* --------------------------------------------------------------- BLAS */
-/* Rows of C per block: a function of M alone (never of the thread count),
- * at most 16 blocks, a multiple of 16 rows so OpenBLAS's kernels see full
- * tiles. */
-static int blas_block_rows(int M) {
-    int r = (M + 15) / 16;
+/* Rows (or columns) of C per block: a function of that dimension alone
+ * (never of the thread count), at most 16 blocks, a multiple of 16 rows so
+ * OpenBLAS's kernels see full tiles, and at least `least`. */
+static int blas_block_size(int D, int least) {
+    int r = (D + 15) / 16;
     r = (r + 15) / 16 * 16;
-    return r < 16 ? 16 : r;
+    return r < least ? least : r;
+}
+
+/* Every block re-packs the whole other operand (K x the other side), so thin
+ * blocks of a long-K gemm spend their time packing: the weight gradients
+ * (dW = dout^T inp, M = OC, N = C, K = B*T) ran at 80..150 GFLOP/s in 16-row
+ * blocks, 160..190 in 64-wide blocks along the longer side of C. Only those
+ * gemms get the fat blocks: OpenBLAS switches to other kernels (gemv,
+ * small-matrix) for small or thin blocks, whose last bits differ, so every
+ * other shape keeps the 16-row blocks it always had. With the Cooperlake and
+ * SkylakeX kernels the fat blocks give the 16-row blocks' bits exactly
+ * (memcmp over M, N in 1..4608, K in 128..9216, all three transposes, 1 and
+ * 2 threads); with Haswell/Zen the dW gemms' last bits move, still thread-
+ * count independent (those cores never matched the Cooperlake-generated
+ * golden files bit for bit anyway). */
+static int blas_fat_blocks(int M, int N, int K) {
+    return K >= 2048 && M >= 64 && N >= 64;
 }
 
 static void sgemm_blas_blocked(int transA, int transB, int M, int N, int K, float alpha,
                                const float *A, int lda, const float *B, int ldb,
                                float beta, float *C, int ldc) {
-    int rows = blas_block_rows(M), nblocks = (M + rows - 1) / rows;
+    int fat = blas_fat_blocks(M, N, K), by_cols = fat && N > M;
+    int D = by_cols ? N : M, size = blas_block_size(D, fat ? 64 : 16);
+    int nblocks = (D + size - 1) / size;
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblocks; blk++) {
-        int m0 = blk * rows, mb = M - m0 < rows ? M - m0 : rows;
-        // rows m0.. of op(A): row offset in A, or column offset if transposed
-        const float *Ab = transA ? A + m0 : A + (size_t)m0 * lda;
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans, mb, N, K, alpha, Ab, lda,
-                    B, ldb, beta, C + (size_t)m0 * ldc, ldc);
+        int d0 = blk * size, db = D - d0 < size ? D - d0 : size;
+        if (by_cols) {
+            // columns d0.. of op(B) and C: column offset in B, or row offset if transposed
+            const float *Bb = transB ? B + (size_t)d0 * ldb : B + d0;
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                        transB ? CblasTrans : CblasNoTrans, M, db, K, alpha, A, lda,
+                        Bb, ldb, beta, C + d0, ldc);
+        } else {
+            // rows d0.. of op(A) and C: row offset in A, or column offset if transposed
+            const float *Ab = transA ? A + d0 : A + (size_t)d0 * lda;
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                        transB ? CblasTrans : CblasNoTrans, db, N, K, alpha, Ab, lda,
+                        B, ldb, beta, C + (size_t)d0 * ldc, ldc);
+        }
     }
 }
 

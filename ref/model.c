@@ -211,7 +211,7 @@ static void free_acts(opd_model *m) {
     for (size_t i = 0; i < sizeof gbufs / sizeof gbufs[0]; i++) free(gbufs[i]);
     memset(a, 0, sizeof *a);
     memset(g, 0, sizeof *g);
-    m->acts_B = m->acts_T = 0;
+    m->acts_B = m->acts_T = m->acts_L = 0;
 }
 
 void opd_model_free(opd_model *m) {
@@ -222,15 +222,17 @@ void opd_model_free(opd_model *m) {
 }
 
 /* ---------------------------------------------------- forward / backward */
-/* Activations and backward scratch for (B, T). Capacity only grows: a
- * smaller batch reuses the buffers, packed with its own (B, T), so the
- * per-layer stride of an (L, B, T, X) tensor is B*T*X of the current call. */
-static void ensure_acts(opd_model *m, int B, int T) {
-    if (B <= m->acts_B && T <= m->acts_T) return;
+/* Activations and backward scratch for (B, T) and `layers` layers (n_layers,
+ * or 1 for inference). Capacity only grows: a smaller batch reuses the
+ * buffers, packed with its own (B, T), so the per-layer stride of an
+ * (L, B, T, X) tensor is B*T*X of the current call. */
+static void ensure_acts(opd_model *m, int B, int T, int layers) {
+    if (B <= m->acts_B && T <= m->acts_T && layers <= m->acts_L) return;
     int Bc = B > m->acts_B ? B : m->acts_B, Tc = T > m->acts_T ? T : m->acts_T;
+    int Lc = layers > m->acts_L ? layers : m->acts_L;
     free_acts(m);
     const opd_config *c = &m->cfg;
-    size_t L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
+    size_t L = Lc, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     size_t hd = C / c->n_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
     size_t BT = (size_t)Bc * Tc, att = (size_t)Bc * c->n_heads * Tc * Tc;
     opd_acts *a = &m->acts;
@@ -271,6 +273,7 @@ static void ensure_acts(opd_model *m, int B, int T) {
     g->dswiglu = opd_calloc(BT * F, sizeof(float));
     m->acts_B = Bc;
     m->acts_T = Tc;
+    m->acts_L = Lc;
 }
 
 static void add_inplace(float *y, const float *x, size_t n) {
@@ -278,7 +281,12 @@ static void add_inplace(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, int T) {
+/* all_layers = 0 (inference): layer l writes its activations where layer
+ * l-1 wrote its own (a layer stride of 0); each layer reads only its input
+ * x, the previous layer's res_out, and is done with it before res_out is
+ * overwritten, so the numbers are those of the full forward. */
+static void model_forward(opd_model *m, const int *tokens, const int *pad, int B, int T,
+                          int all_layers) {
     const opd_config *c = &m->cfg;
     if (B < 1 || T < 1 || T > c->max_seq_len) {
         /* a caller bug (the horizon/prompt sizing upstream), not a data
@@ -287,9 +295,10 @@ void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, i
                 "max_seq_len (%d)\n", B, T, c->max_seq_len);
         abort();
     }
-    ensure_acts(m, B, T);
+    ensure_acts(m, B, T, all_layers ? c->n_layers : 1);
     m->B = B;
     m->T = T;
+    m->acts_one_layer = !all_layers;
     int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     int NH = c->n_heads, NKV = c->n_kv_heads, hd = C / NH, qd = NH * hd, kvd = NKV * hd;
     int N = B * T;
@@ -305,17 +314,18 @@ void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, i
     }
     encoder_forward(a->encoded, tokens, p->wte, N, C);
     for (int l = 0; l < L; l++) {
-        const float *x = l == 0 ? a->encoded : a->res_out + (size_t)(l - 1) * N * C;
-        float *ln1 = a->ln1 + (size_t)l * N * C, *ln1_rstd = a->ln1_rstd + (size_t)l * N;
-        float *q = a->q + (size_t)l * N * qd, *k = a->k + (size_t)l * N * kvd;
-        float *v = a->v + (size_t)l * N * kvd;
-        float *att = a->att + (size_t)l * B * NH * T * T;
-        float *atty = a->atty + (size_t)l * N * qd;
-        float *res_mid = a->res_mid + (size_t)l * N * C;
-        float *ln2 = a->ln2 + (size_t)l * N * C, *ln2_rstd = a->ln2_rstd + (size_t)l * N;
-        float *gate = a->gate + (size_t)l * N * F, *up = a->up + (size_t)l * N * F;
-        float *sw = a->swiglu + (size_t)l * N * F;
-        float *res_out = a->res_out + (size_t)l * N * C;
+        size_t la = all_layers ? l : 0, prev = all_layers ? l - 1 : 0;   // activation slots
+        const float *x = l == 0 ? a->encoded : a->res_out + prev * N * C;
+        float *ln1 = a->ln1 + la * N * C, *ln1_rstd = a->ln1_rstd + la * N;
+        float *q = a->q + la * N * qd, *k = a->k + la * N * kvd;
+        float *v = a->v + la * N * kvd;
+        float *att = a->att + la * B * NH * T * T;
+        float *atty = a->atty + la * N * qd;
+        float *res_mid = a->res_mid + la * N * C;
+        float *ln2 = a->ln2 + la * N * C, *ln2_rstd = a->ln2_rstd + la * N;
+        float *gate = a->gate + la * N * F, *up = a->up + la * N * F;
+        float *sw = a->swiglu + la * N * F;
+        float *res_out = a->res_out + la * N * C;
 
         // h = x + Wo Attn(RoPE(Wq n1(x)), RoPE(Wk n1(x)), Wv n1(x))
         rmsnorm_forward(ln1, ln1_rstd, x, p->ln1_w + (size_t)l * C, N, C, c->rms_eps);
@@ -335,13 +345,27 @@ void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, i
         matmul_forward(res_out, sw, p->w_down + (size_t)l * C * F, NULL, N, F, C);
         add_inplace(res_out, res_mid, (size_t)N * C);
     }
-    rmsnorm_forward(a->lnf, a->lnf_rstd, a->res_out + (size_t)(L - 1) * N * C, p->lnf_w,
+    size_t last = all_layers ? L - 1 : 0;
+    rmsnorm_forward(a->lnf, a->lnf_rstd, a->res_out + last * N * C, p->lnf_w,
                     N, C, c->rms_eps);
     matmul_forward(a->logits, a->lnf, p->lm_head, NULL, N, C, V);
 }
 
+void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, int T) {
+    model_forward(m, tokens, pad, B, T, 1);
+}
+
+void opd_model_forward_inference(opd_model *m, const int *tokens, const int *pad, int B, int T) {
+    model_forward(m, tokens, pad, B, T, 0);
+}
+
 void opd_model_backward(opd_model *m, const float *dlogits) {
     const opd_config *c = &m->cfg;
+    if (m->acts_one_layer) {
+        /* a caller bug: the activations of all but one layer are gone */
+        fprintf(stderr, "opd_model_backward: the last forward was opd_model_forward_inference\n");
+        abort();
+    }
     if (!m->grads_mem) opd_model_alloc_grads(m);
     int B = m->B, T = m->T, N = B * T;
     int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;

@@ -155,6 +155,8 @@ typedef struct {
     opd_grad_scratch gs;
     int B, T;              /* shape of the last forward */
     int acts_B, acts_T;    /* capacity of acts */
+    int acts_L;            /* layers of acts: n_layers, or 1 if only inference ran */
+    int acts_one_layer;    /* the last forward kept one layer: no backward */
 } opd_model;
 
 int opd_model_init(opd_model *m, const opd_config *cfg);  /* params zeroed */
@@ -170,6 +172,11 @@ void opd_model_free(opd_model *m);
  * first real token has position 0. Fills m->acts (logits (B, T, V)). */
 void opd_model_forward(opd_model *m, const int *tokens, const int *pad,
                        int B, int T);
+/* The same forward for scoring only (the teacher): bit-identical logits, but
+ * every layer overwrites one layer's activations (att (B, NH, T, T) is kept
+ * once, not L times), so no backward can follow it. */
+void opd_model_forward_inference(opd_model *m, const int *tokens, const int *pad,
+                                 int B, int T);
 /* Backward from dlogits (B, T, V) of the last forward; accumulates into
  * m->grads (call opd_model_zero_grads first). */
 void opd_model_backward(opd_model *m, const float *dlogits);

@@ -123,7 +123,7 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
 
     /* 3. one teacher forward over [x; y] */
     t0 = opd_time();
-    opd_model_forward(teacher, w->seq_tokens, pad, B, Tq);
+    opd_model_forward_inference(teacher, w->seq_tokens, pad, B, Tq);   /* logits only */
     gather_rollout_logits(w->t_logits, teacher->acts.logits, B, Tq, P, Hs, V);
     if (c->teacher_temperature != 1.0f) {
         float inv = 1.0f / c->teacher_temperature;

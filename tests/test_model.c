@@ -623,6 +623,37 @@ static void test_left_padding(void) {
     opd_model_free(&m);
 }
 
+/* ------------------------------------------------------ inference forward */
+/* The teacher's forward keeps one layer's activations for all layers: its
+ * logits must be those of the full forward, bit for bit, whether its buffers
+ * were sized for one layer or for all of them. */
+static void test_inference_forward(void) {
+    opd_config cfg;
+    tiny_config(&cfg, 1);
+    cfg.n_layers = 3;
+    opd_model full, inf;
+    CU_ASSERT_FATAL(opd_model_init(&full, &cfg) == 0);
+    CU_ASSERT_FATAL(opd_model_init(&inf, &cfg) == 0);
+    init_sensitive(&full, 5);
+    init_sensitive(&inf, 5);
+    int B = 2, T = 9, V = cfg.vocab_size, n = B * T * V;
+    int tok[18], pad[2] = {3, 0};
+    for (int i = 0; i < B * T; i++) tok[i] = (i * 7 + 2) % V;
+    opd_model_forward(&full, tok, pad, B, T);
+    opd_model_forward_inference(&inf, tok, pad, B, T);
+    printf("    inference vs full forward: layers kept %d of %d, logits max abs diff %.3e\n",
+           inf.acts_L, cfg.n_layers, opd_max_abs_diff(full.acts.logits, inf.acts.logits, n));
+    CU_ASSERT(inf.acts_L == 1);
+    CU_ASSERT(memcmp(full.acts.logits, inf.acts.logits, n * sizeof(float)) == 0);
+    // the same model after a full forward: all layers allocated, still the same bits
+    opd_model_forward(&inf, tok, pad, B, T);
+    CU_ASSERT(inf.acts_L == cfg.n_layers);
+    opd_model_forward_inference(&inf, tok, pad, B, T);
+    CU_ASSERT(memcmp(full.acts.logits, inf.acts.logits, n * sizeof(float)) == 0);
+    opd_model_free(&full);
+    opd_model_free(&inf);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     static const opd_test_case cases[] = {
@@ -638,6 +669,7 @@ int main(void) {
         {"determinism_threads", test_determinism_threads},
         {"backends_agree", test_backends_agree},
         {"left_padding", test_left_padding},
+        {"inference_forward", test_inference_forward},
         {0, 0}};
     opd_test_suite("model", cases);
     return opd_test_run();
