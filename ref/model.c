@@ -116,6 +116,15 @@ static void add_tensor(opd_tensor_info *t, const char *name, size_t offset,
     t->decay = decay;
 }
 
+/* Tensor `suffix` of layer l: its slice of the per-layer stack `kind`. */
+static void add_layer_tensor(opd_tensor_info *t, int l, const char *suffix,
+                             size_t base, size_t stack_size, int L, int d0, int d1,
+                             int decay) {
+    char name[96];
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
+    add_tensor(t, name, base + (size_t)l * (stack_size / L), d0, d1, decay);
+}
+
 void opd_param_tensors(const opd_config *c, opd_tensor_info *out) {
     size_t sz[P_COUNT], base[P_COUNT], off = 0;
     param_sizes(c, sz);
@@ -123,27 +132,24 @@ void opd_param_tensors(const opd_config *c, opd_tensor_info *out) {
     int V = c->vocab_size, C = c->d_model, L = c->n_layers, F = c->d_ff;
     int hd = C / c->n_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
     int n = 0;
-    char name[96];
     add_tensor(&out[n++], "model.embed_tokens.weight", base[P_WTE], V, C, 1);
     for (int l = 0; l < L; l++) {
-#define LAYER_TENSOR(suffix, kind, d0, d1, decay)                                   \
-    do {                                                                            \
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);               \
-        add_tensor(&out[n++], name, base[kind] + (size_t)l * sz[kind] / L, d0, d1, decay); \
-    } while (0)
-        LAYER_TENSOR("input_layernorm.weight", P_LN1, C, 0, 0);
-        LAYER_TENSOR("self_attn.q_proj.weight", P_WQ, qd, C, 1);
-        if (c->qkv_bias) LAYER_TENSOR("self_attn.q_proj.bias", P_BQ, qd, 0, 0);
-        LAYER_TENSOR("self_attn.k_proj.weight", P_WK, kvd, C, 1);
-        if (c->qkv_bias) LAYER_TENSOR("self_attn.k_proj.bias", P_BK, kvd, 0, 0);
-        LAYER_TENSOR("self_attn.v_proj.weight", P_WV, kvd, C, 1);
-        if (c->qkv_bias) LAYER_TENSOR("self_attn.v_proj.bias", P_BV, kvd, 0, 0);
-        LAYER_TENSOR("self_attn.o_proj.weight", P_WO, C, qd, 1);
-        LAYER_TENSOR("post_attention_layernorm.weight", P_LN2, C, 0, 0);
-        LAYER_TENSOR("mlp.gate_proj.weight", P_WGATE, F, C, 1);
-        LAYER_TENSOR("mlp.up_proj.weight", P_WUP, F, C, 1);
-        LAYER_TENSOR("mlp.down_proj.weight", P_WDOWN, C, F, 1);
-#undef LAYER_TENSOR
+        /* the Hugging Face Qwen2 order within a layer */
+        add_layer_tensor(&out[n++], l, "input_layernorm.weight", base[P_LN1], sz[P_LN1], L, C, 0, 0);
+        add_layer_tensor(&out[n++], l, "self_attn.q_proj.weight", base[P_WQ], sz[P_WQ], L, qd, C, 1);
+        if (c->qkv_bias)
+            add_layer_tensor(&out[n++], l, "self_attn.q_proj.bias", base[P_BQ], sz[P_BQ], L, qd, 0, 0);
+        add_layer_tensor(&out[n++], l, "self_attn.k_proj.weight", base[P_WK], sz[P_WK], L, kvd, C, 1);
+        if (c->qkv_bias)
+            add_layer_tensor(&out[n++], l, "self_attn.k_proj.bias", base[P_BK], sz[P_BK], L, kvd, 0, 0);
+        add_layer_tensor(&out[n++], l, "self_attn.v_proj.weight", base[P_WV], sz[P_WV], L, kvd, C, 1);
+        if (c->qkv_bias)
+            add_layer_tensor(&out[n++], l, "self_attn.v_proj.bias", base[P_BV], sz[P_BV], L, kvd, 0, 0);
+        add_layer_tensor(&out[n++], l, "self_attn.o_proj.weight", base[P_WO], sz[P_WO], L, C, qd, 1);
+        add_layer_tensor(&out[n++], l, "post_attention_layernorm.weight", base[P_LN2], sz[P_LN2], L, C, 0, 0);
+        add_layer_tensor(&out[n++], l, "mlp.gate_proj.weight", base[P_WGATE], sz[P_WGATE], L, F, C, 1);
+        add_layer_tensor(&out[n++], l, "mlp.up_proj.weight", base[P_WUP], sz[P_WUP], L, F, C, 1);
+        add_layer_tensor(&out[n++], l, "mlp.down_proj.weight", base[P_WDOWN], sz[P_WDOWN], L, C, F, 1);
     }
     add_tensor(&out[n++], "model.norm.weight", base[P_LNF], C, 0, 0);
     if (!c->tie_embeddings) add_tensor(&out[n++], "lm_head.weight", base[P_HEAD], V, C, 1);
