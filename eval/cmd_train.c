@@ -432,8 +432,10 @@ static int run_distill(distill_args *a) {
     printf("wrote %s, %s, %s (%.1f s of training, %ld tokens generated)\n", ckpt, slog_path,
            elog_path, train_sec, tokens);
 done:
-    if (have_slog) { if (rc == 0) rc = opd_csv_log_close(&slog); else opd_csv_log_close(&slog); }
-    if (have_elog) { if (rc == 0) rc = opd_csv_log_close(&elog); else opd_csv_log_close(&elog); }
+    /* the logs are closed (written) even after an error: they show how far
+     * the run got; a close failure is reported only if nothing failed before */
+    if (have_slog && opd_csv_log_close(&slog) != 0 && rc == 0) rc = -1;
+    if (have_elog && opd_csv_log_close(&elog) != 0 && rc == 0) rc = -1;
     opd_step_work_free(&w);
     free(idx); free(sidx); free(ids);
     free(ckpt); free(slog_path); free(elog_path);
