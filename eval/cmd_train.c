@@ -108,13 +108,14 @@ int cmd_sft(int argc, char **argv) {
         {"batch", required_argument, 0, 'B'}, {"lr", required_argument, 0, 'l'},
         {"warmup", required_argument, 0, 'w'}, {"seed", required_argument, 0, 's'},
         {"log", required_argument, 0, 'L'}, {"eval", required_argument, 0, 'e'},
-        {"eval-n", required_argument, 0, 'N'}, {"help", no_argument, 0, 'h'},
+        {"eval-n", required_argument, 0, 'N'}, {"eval-every", required_argument, 0, 'E'},
+        {"stop-at", required_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
         CLI_MODEL_OPTIONS, {0, 0, 0, 0}};
     opd_config cfg;
     opd_config_default(&cfg);
     const char *data = NULL, *out = NULL, *init = NULL, *logp = NULL, *evalp = NULL;
-    int steps = 200, B = 16, warmup = 20, eval_n = 100;
-    float lr = 3e-3f;
+    int steps = 200, B = 16, warmup = 20, eval_n = 100, eval_every = 0;
+    float lr = 3e-3f, stop_at = 0.0f;
     uint64_t seed = 1;
     int c;
     optind = 1;
@@ -132,6 +133,8 @@ int cmd_sft(int argc, char **argv) {
         case 'B': if (cli_int("sft", "batch", optarg, 1, 4096, &B)) return 2; break;
         case 'w': if (cli_int("sft", "warmup", optarg, 0, 10000000, &warmup)) return 2; break;
         case 'N': if (cli_int("sft", "eval-n", optarg, 1, 10000000, &eval_n)) return 2; break;
+        case 'E': if (cli_int("sft", "eval-every", optarg, 1, 10000000, &eval_every)) return 2; break;
+        case 'A': if (cli_float("sft", "stop-at", optarg, 1e-6, 1, &stop_at)) return 2; break;
         case 'l': if (cli_float("sft", "lr", optarg, 1e-8, 10, &lr)) return 2; break;
         case 's': if (cli_u64("sft", "seed", optarg, &seed)) return 2; break;
         case 'h':
@@ -147,15 +150,25 @@ int cmd_sft(int argc, char **argv) {
                    "  -s, --seed N       seed of the init and the batch draws (default 1)\n"
                    "      --log CSV      per-step log (step,loss,grad_norm,lr,seconds)\n"
                    "      --eval CSV     score greedy pass@1 on this split at the end\n"
-                   "      --eval-n N     problems scored (default 100)\n" CLI_MODEL_HELP);
+                   "      --eval-n N     problems scored (default 100)\n"
+                   "      --eval-every N also score every N steps (needs --eval)\n"
+                   "      --stop-at A    stop at the first of those scores >= A (a student warm\n"
+                   "                     start of a chosen accuracy; needs --eval-every)\n" CLI_MODEL_HELP);
             return 0;
         default: return cli_usage_error("sft");
         }
     }
     if (!data || !out || optind != argc) { fprintf(stderr, "opd sft: --data and --out are required\n"); return cli_usage_error("sft"); }
+    if (eval_every > 0 && !evalp) { fprintf(stderr, "opd sft: --eval-every needs --eval\n"); return cli_usage_error("sft"); }
+    if (stop_at > 0 && eval_every == 0) { fprintf(stderr, "opd sft: --stop-at needs --eval-every\n"); return cli_usage_error("sft"); }
     opd_task *tasks;
     int n;
     if (opd_dataset_read_csv(data, &tasks, &n) != 0) return cli_fail("sft");
+    opd_task *et = NULL;
+    int en = 0;
+    if (evalp && opd_dataset_read_csv(evalp, &et, &en) != 0) { opd_dataset_free(tasks); return cli_fail("sft"); }
+    if (en > eval_n) en = eval_n;
+    opd_sampler_config greedy = {0.0f, 0, 1.0f};
     opd_tokenizer tok;
     opd_tokenizer_default(&tok);
     opd_model m;
@@ -180,9 +193,10 @@ int cmd_sft(int argc, char **argv) {
     if (have_log && opd_csv_log_open(&log, logp, hdr, 5) != 0) return cli_fail("sft");
     int *idx = opd_malloc(sizeof(int) * B);
     double t_start = opd_time();
-    int rc = 0;
+    int rc = 0, done = 0;
     float loss = 0, gn = 0;
     for (int k = 0; k < steps && rc == 0; k++) {
+        done = k + 1;
         harness_draw_batch(seed, k, n, B, idx);
         int *tokens, *pad, T;
         float *mask;
@@ -205,24 +219,27 @@ int cmd_sft(int argc, char **argv) {
             if (have_log && (k + 1) % 50 == 0 && rc == 0) rc = opd_csv_log_flush(&log);
         }
         free(tokens); free(pad); free(mask);
+        if (rc == 0 && eval_every > 0 && (k + 1) % eval_every == 0 && k + 1 < steps) {
+            harness_eval_result r;
+            rc = harness_evaluate(&m, &tok, et, en, harness_full_horizon(et, en), 64, &greedy, 1, seed, &r);
+            if (rc == 0) printf("sft step %d: pass@1 %.4f on %d problems of %s\n", k + 1, r.acc, en, evalp);
+            if (rc == 0 && stop_at > 0 && r.acc >= stop_at) {
+                printf("sft: pass@1 %.4f >= --stop-at %g: stopping after %d steps\n", r.acc, stop_at, k + 1);
+                break;
+            }
+        }
     }
     if (progress_tty()) fprintf(stderr, "\n");
     free(idx);
     if (have_log) { if (rc == 0) rc = opd_csv_log_close(&log); else opd_csv_log_discard(&log); }
     if (rc == 0) rc = opd_model_save(&m, out, NULL, NULL, NULL, 0);
-    if (rc == 0) printf("wrote %s after %d steps (final loss %.4f, %.1f s)\n", out, steps, loss, opd_time() - t_start);
+    if (rc == 0) printf("wrote %s after %d steps (final loss %.4f, %.1f s)\n", out, done, loss, opd_time() - t_start);
     if (rc == 0 && evalp) {
-        opd_task *et;
-        int en;
-        if ((rc = opd_dataset_read_csv(evalp, &et, &en)) == 0) {
-            if (eval_n < en) en = eval_n;
-            opd_sampler_config sc = {0.0f, 0, 1.0f};
-            harness_eval_result r;
-            rc = harness_evaluate(&m, &tok, et, en, harness_full_horizon(et, en), 64, &sc, 1, seed, &r);
-            if (rc == 0) print_eval(evalp, &r);
-            opd_dataset_free(et);
-        }
+        harness_eval_result r;
+        rc = harness_evaluate(&m, &tok, et, en, harness_full_horizon(et, en), 64, &greedy, 1, seed, &r);
+        if (rc == 0) print_eval(evalp, &r);
     }
+    if (et) opd_dataset_free(et);
     opd_adamw_free(&opt);
     opd_model_free(&m);
     opd_dataset_free(tasks);
