@@ -272,21 +272,31 @@ static int meta_int(harness *h, const char *key) {
     return v ? atoi(v) : 0;
 }
 
-static void config_from_meta(harness *h, const char *who, opd_config *c) {
+/* metadata "<who>.<field>" of the golden step (golden.c's cfg_meta) */
+static const char *meta_field(harness *h, const char *who, const char *field) {
     char key[96];
-    opd_config_default(c);
-#define GET(f) (snprintf(key, sizeof key, "%s.%s", who, #f), meta_int(h, key))
-    c->vocab_size = GET(vocab_size); c->d_model = GET(d_model); c->n_layers = GET(n_layers);
-    c->n_heads = GET(n_heads); c->n_kv_heads = GET(n_kv_heads); c->d_ff = GET(d_ff);
-    c->max_seq_len = GET(max_seq_len); c->qkv_bias = GET(qkv_bias);
-    c->tie_embeddings = GET(tie_embeddings);
-#undef GET
-    snprintf(key, sizeof key, "%s.rope_theta", who);
+    snprintf(key, sizeof key, "%s.%s", who, field);
     const char *v = opd_st_get_meta(&h->ref, key);
-    if (v) c->rope_theta = (float)atof(v);
-    snprintf(key, sizeof key, "%s.rms_eps", who);
-    v = opd_st_get_meta(&h->ref, key);
-    if (v) c->rms_eps = (float)atof(v);
+    if (!v && !h->err) {
+        opd_set_error("gpu_golden: the golden step has no metadata '%s'", key);
+        h->err = 1;
+    }
+    return v ? v : "0";
+}
+
+static void config_from_meta(harness *h, const char *who, opd_config *c) {
+    opd_config_default(c);
+    c->vocab_size = atoi(meta_field(h, who, "vocab_size"));
+    c->d_model = atoi(meta_field(h, who, "d_model"));
+    c->n_layers = atoi(meta_field(h, who, "n_layers"));
+    c->n_heads = atoi(meta_field(h, who, "n_heads"));
+    c->n_kv_heads = atoi(meta_field(h, who, "n_kv_heads"));
+    c->d_ff = atoi(meta_field(h, who, "d_ff"));
+    c->max_seq_len = atoi(meta_field(h, who, "max_seq_len"));
+    c->qkv_bias = atoi(meta_field(h, who, "qkv_bias"));
+    c->tie_embeddings = atoi(meta_field(h, who, "tie_embeddings"));
+    c->rope_theta = (float)atof(meta_field(h, who, "rope_theta"));
+    c->rms_eps = (float)atof(meta_field(h, who, "rms_eps"));
 }
 
 /* A host model holding the golden weights `prefix`<hf name>. */
