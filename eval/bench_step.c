@@ -87,8 +87,11 @@ static int bench_one(const bench_cfg *b) {
     return 0;
 }
 
+int opd_bench_step_cuda(int argc, char **argv);   /* bench_step_cuda.c */
+
 int opd_bench_step(int argc, char **argv) {
     static const struct option opts[] = {
+        {"device", required_argument, 0, 'D'},
         {"rho", required_argument, 0, 'r'},
         {"steps", required_argument, 0, 'n'},
         {"horizon", required_argument, 0, 'T'},
@@ -107,8 +110,12 @@ int opd_bench_step(int argc, char **argv) {
         case 'n': if (cli_int("bench step", "steps", optarg, 1, 1000, &b.steps)) return 2; break;
         case 'T': if (cli_int("bench step", "horizon", optarg, 1, 1 << 16, &b.T)) return 2; break;
         case 'B': if (cli_int("bench step", "batch", optarg, 1, 4096, &b.B)) return 2; break;
+        case 'D':   /* cuda: the GPU step next to this CPU one, in bench_step_cuda.c */
+            if (!strcmp(optarg, "cuda")) return opd_bench_step_cuda(argc, argv);
+            if (strcmp(optarg, "cpu")) { fprintf(stderr, "opd bench step: --device: '%s' is not cpu or cuda\n", optarg); return 2; }
+            break;
         case 'h':
-            printf("Usage: opd bench step [--rho R] [--steps N] [--horizon T] [--batch B]\n"
+            printf("Usage: opd bench step [--rho R] [--steps N] [--horizon T] [--batch B] [--device cpu|cuda]\n"
                    "One OPD step (student d=128 L=4, teacher d=256 L=6, V=64, prompt 32):\n"
                    "seconds per phase and peak RSS, at H = T, 0.25 T, 0.1 T (or only --rho R).\n");
             return 0;

@@ -1,6 +1,7 @@
 /* cmd_train.c — `opd data`, `opd sft`, `opd distill` and `opd eval`: the
  * commands that make datasets, train teacher and student, distill, and score. */
 #include "cli.h"
+#include "device.h"
 #include "harness.h"
 
 #include <errno.h>
@@ -254,6 +255,7 @@ typedef struct {
     int B, samples, steps, eval_every, eval_n, save_every, resume, T;
     int stop_after;   /* stop (with a checkpoint) after this many steps, as if interrupted */
     uint64_t seed;
+    opd_device_kind device;   /* --device: where the steps run (device.h) */
 } distill_args;
 
 static const char *step_log_header[] = {
@@ -341,8 +343,7 @@ static int run_distill(distill_args *a) {
     double train_sec = 0;
     int *idx = opd_malloc(sizeof(int) * a->B), *sidx = NULL;
     uint32_t *ids = NULL;
-    opd_step_work w;
-    memset(&w, 0, sizeof w);
+    opd_device *dev = NULL;
 
     if ((rc = opd_dataset_read_csv(a->data, &tasks, &n)) != 0) goto done;
     if (a->evalp) {
@@ -377,6 +378,7 @@ static int run_distill(distill_args *a) {
     a->dc.rollout.eos_id = tok.eos_id;
     a->dc.rollout.pad_id = tok.pad_id;
     a->dc.rollout.seed = a->seed;
+    if ((rc = opd_device_open(&dev, a->device, &student, &teacher, &opt)) != 0) goto done;
 
     opd_csv_table old_slog, old_elog;
     memset(&old_slog, 0, sizeof old_slog);
@@ -397,10 +399,10 @@ static int run_distill(distill_args *a) {
     int BS = a->B * a->samples;
     sidx = opd_malloc(sizeof(int) * BS);
     ids = opd_malloc(sizeof(uint32_t) * BS);
-    printf("distill: %s, loss %s (%s), T=%d, %d prompts x %d samples, %d steps\n",
+    printf("distill: %s, loss %s (%s), T=%d, %d prompts x %d samples, %d steps, device %s\n",
            opd_schedule_name(a->dc.schedule.kind), opd_loss_name(a->dc.loss.kind),
            a->dc.loss.reduction == OPD_REDUCE_TOKEN_MEAN ? "token mean" : "sequence mean",
-           a->T, a->B, a->samples, a->steps);
+           a->T, a->B, a->samples, a->steps, opd_device_name(dev));
     if (et && k0 == 0 && (rc = distill_eval(&student, &tok, et, en, a->T, a->seed, 0, 0, 0, &elog)) != 0) goto done;
     for (long k = k0; k < a->steps; k++) {
         harness_draw_batch(a->seed, k, n, a->B, idx);
@@ -411,7 +413,7 @@ static int run_distill(distill_args *a) {
         int *prompts, *pad, P;
         harness_prompt_batch(&tok, tasks, sidx, BS, &prompts, &pad, &P);
         opd_step_stats st;
-        rc = opd_distill_step(&student, &teacher, &opt, &a->dc, prompts, pad, ids, BS, P, k, &w, &st);
+        rc = opd_device_distill_step(dev, &student, &teacher, &opt, &a->dc, prompts, pad, ids, BS, P, k, &st);
         free(prompts);
         free(pad);
         if (rc != 0) goto done;
@@ -434,11 +436,15 @@ static int run_distill(distill_args *a) {
                     st.horizon, st.loss, st.mean_rkl, train_sec);
         int last = k + 1 == a->steps;
         int stop = a->stop_after > 0 && k + 1 == a->stop_after && !last;
-        if ((a->save_every > 0 && (k + 1) % a->save_every == 0) || last || stop) {
+        int save = (a->save_every > 0 && (k + 1) % a->save_every == 0) || last || stop;
+        int eval = et && ((a->eval_every > 0 && (k + 1) % a->eval_every == 0) || last);
+        /* checkpoints and evaluations read the host copies */
+        if ((save || eval) && (rc = opd_device_sync_to_host(dev, &student, &opt)) != 0) goto done;
+        if (save) {
             if ((rc = save_student(&student, &opt, ckpt, k, train_sec, tokens, a)) != 0) goto done;
             if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
         }
-        if (et && ((a->eval_every > 0 && (k + 1) % a->eval_every == 0) || last))
+        if (eval)
             if ((rc = distill_eval(&student, &tok, et, en, a->T, a->seed, k + 1, train_sec, tokens, &elog)) != 0) goto done;
         if (stop) {
             printf("stopped after step %ld as asked (--stop-after); continue with --resume\n", k + 1);
@@ -453,7 +459,7 @@ done:
      * the run got; a close failure is reported only if nothing failed before */
     if (have_slog && opd_csv_log_close(&slog) != 0 && rc == 0) rc = -1;
     if (have_elog && opd_csv_log_close(&elog) != 0 && rc == 0) rc = -1;
-    opd_step_work_free(&w);
+    opd_device_close(dev);
     free(idx); free(sidx); free(ids);
     free(ckpt); free(slog_path); free(elog_path);
     if (opt.m) opd_adamw_free(&opt);
@@ -483,7 +489,7 @@ int cmd_distill(int argc, char **argv) {
         {"resume", no_argument, 0, 20}, {"warmup", required_argument, 0, 21},
         {"stop-after", required_argument, 0, 22},
         {"weight-decay", required_argument, 0, 23}, {"beta2", required_argument, 0, 24},
-        {"clip", required_argument, 0, 25},
+        {"clip", required_argument, 0, 25}, {"device", required_argument, 0, 26},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     distill_args a;
     memset(&a, 0, sizeof a);
@@ -554,6 +560,7 @@ int cmd_distill(int argc, char **argv) {
         case 23: if (cli_float(C, "weight-decay", optarg, 0, 10, &a.oc.weight_decay)) return 2; break;
         case 24: if (cli_float(C, "beta2", optarg, 0, 0.999999, &a.oc.beta2)) return 2; break;
         case 25: if (cli_float(C, "clip", optarg, 0, 1e9, &a.oc.grad_clip)) return 2; break;
+        case 26: if (cli_device(C, optarg, &a.device)) return 2; break;
         case 'h':
             printf("Usage: opd distill --teacher CKPT --student CKPT --data TRAIN.csv --out DIR [OPTIONS]\n"
                    "On-policy distillation: the student samples rollouts to the horizon H_k, the teacher\n"
@@ -578,6 +585,8 @@ int cmd_distill(int argc, char **argv) {
                    "      --clip X          global gradient-norm clip, 0 off (default 1)\n"
                    "  -n, --steps N         steps (default 100)\n"
                    "  -s, --seed N          seed of batches and sampling (default 1)\n"
+                   "      --device D        cpu (default, the reference) | cuda (./configure --with-cuda;\n"
+                   "                        checkpoints and --eval run on the CPU from synced weights)\n"
                    "  -o, --out DIR         student.safetensors, log.csv (per step), eval.csv\n"
                    "      --save-every N    checkpoint period (default: at the end)\n"
                    "      --resume          continue from DIR/student.safetensors (bit-identical)\n"

@@ -118,3 +118,9 @@ extern "C" int opd_cuda_zero(opd_cuda *cu, void *dptr, size_t nbytes) {
     CUDA_CHECK(cudaMemsetAsync(dptr, 0, nbytes, cu->stream));
     return 0;
 }
+
+extern "C" int opd_cuda_copy(opd_cuda *cu, void *dst, const void *src, size_t nbytes) {
+    if (nbytes == 0) return 0;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, cu->stream));
+    return 0;
+}

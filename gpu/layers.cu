@@ -415,3 +415,101 @@ extern "C" int opd_cuda_swiglu_backward(opd_cuda *cu, float *dgate, float *dup,
     KERNEL_CHECK();
     return 0;
 }
+
+/* ---------------------------------------------------------- elementwise */
+__global__ void add_inplace_kernel(float *y, const float *x, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += x[i];
+}
+
+__global__ void scale_inplace_kernel(float *x, float s, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= s;
+}
+
+extern "C" int opd_cuda_add_inplace(opd_cuda *cu, float *y, const float *x, size_t n) {
+    if (n == 0) return 0;
+    add_inplace_kernel<<<ceil_div(n, 256), 256, 0, cu->stream>>>(y, x, n);
+    KERNEL_CHECK();
+    return 0;
+}
+
+extern "C" int opd_cuda_scale(opd_cuda *cu, float *x, float s, size_t n) {
+    if (n == 0) return 0;
+    scale_inplace_kernel<<<ceil_div(n, 256), 256, 0, cu->stream>>>(x, s, n);
+    KERNEL_CHECK();
+    return 0;
+}
+
+/* ------------------------------------------------- KV cache and decode */
+__global__ void decode_positions_kernel(int *pos, const int *pad, int B, int t) {
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= B) return;
+    int p = pad ? pad[b] : 0;
+    pos[b] = t >= p ? t - p : 0;
+}
+
+extern "C" int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad, int B, int t) {
+    decode_positions_kernel<<<ceil_div(B, 128), 128, 0, cu->stream>>>(pos, pad, B, t);
+    KERNEL_CHECK();
+    return 0;
+}
+
+extern "C" int opd_cuda_kv_cache_write(opd_cuda *cu, float *cache, const float *x, int B,
+                                       int cap, int kvd, int t) {
+    // B rows of kvd floats, each to row t of its sequence's (cap, kvd) block
+    size_t row = (size_t)kvd * sizeof(float);
+    CUDA_CHECK(cudaMemcpy2DAsync(cache + (size_t)t * kvd, (size_t)cap * row, x, row, row, B,
+                                 cudaMemcpyDeviceToDevice, cu->stream));
+    return 0;
+}
+
+/* One thread per (sequence, query head), the loop of ref/decode.c verbatim
+ * (including its 1/sum multiply), so the logits the sampler sees are the
+ * CPU's up to rounding. The att row is this thread's own scratch. */
+__global__ void decode_attention_kernel(float *out, float *att, const float *q,
+                                        const float *kc, const float *vc, const int *pad,
+                                        int B, int cap, int t, int NH, int NKV, int hd) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * NH) return;
+    int b = idx / NH, h = idx % NH;
+    int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
+    float scale = 1.0f / sqrtf((float)hd);
+    int pb = pad ? pad[b] : 0;
+    int j0 = t >= pb ? pb : t;
+    const float *qh = q + (size_t)b * qd + h * hd;
+    const float *kb = kc + (size_t)b * cap * kvd + (h / group) * hd;
+    const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
+    float *a = att + ((size_t)b * NH + h) * cap;
+    float maxv = -INFINITY;
+    for (int j = j0; j <= t; j++) {
+        const float *kj = kb + (size_t)j * kvd;
+        float dot = 0.0f;
+        for (int i = 0; i < hd; i++) dot += qh[i] * kj[i];
+        a[j] = dot * scale;
+        if (a[j] > maxv) maxv = a[j];
+    }
+    float sum = 0.0f;
+    for (int j = j0; j <= t; j++) { a[j] = expf(a[j] - maxv); sum += a[j]; }
+    float inv = 1.0f / sum;
+    float *o = out + (size_t)b * qd + h * hd;
+    for (int i = 0; i < hd; i++) o[i] = 0.0f;
+    for (int j = j0; j <= t; j++) {
+        const float *vj = vb + (size_t)j * kvd;
+        float w = a[j] * inv;
+        for (int i = 0; i < hd; i++) o[i] += w * vj[i];
+    }
+}
+
+extern "C" int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float *q,
+                                         const float *kc, const float *vc, const int *pad,
+                                         int B, int cap, int t, int NH, int NKV, int hd) {
+    if (NKV <= 0 || NH % NKV != 0)
+        return opd_set_error("opd_cuda_decode_attention: NH = %d is not a multiple of NKV = %d", NH, NKV);
+    if (t < 0 || t >= cap)
+        return opd_set_error("opd_cuda_decode_attention: position %d outside the cache (capacity %d)", t, cap);
+    decode_attention_kernel<<<ceil_div((size_t)B * NH, 128), 128, 0, cu->stream>>>(
+        out, att, q, kc, vc, pad, B, cap, t, NH, NKV, hd);
+    KERNEL_CHECK();
+    return 0;
+}

@@ -42,6 +42,8 @@ void opd_cuda_free(void *dptr);               /* NULL ok */
 int opd_cuda_upload(opd_cuda *cu, void *dst, const void *host_src, size_t nbytes);
 int opd_cuda_download(opd_cuda *cu, void *host_dst, const void *src, size_t nbytes);
 int opd_cuda_zero(opd_cuda *cu, void *dptr, size_t nbytes);
+/* device to device, queued on the stream */
+int opd_cuda_copy(opd_cuda *cu, void *dst, const void *src, size_t nbytes);
 
 /* ---------------------------------------------------------------- layers */
 /* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL);
@@ -95,6 +97,28 @@ int opd_cuda_swiglu_backward(opd_cuda *cu, float *dgate, float *dup,
                              const float *dout, const float *gate,
                              const float *up, int N, int F);
 
+/* y (n) += x (n): the residual connections */
+int opd_cuda_add_inplace(opd_cuda *cu, float *y, const float *x, size_t n);
+/* x (n) *= s: the teacher's temperature */
+int opd_cuda_scale(opd_cuda *cu, float *x, float s, size_t n);
+
+/* ------------------------------------------------ KV cache, one-token decode */
+/* The pieces of ref/decode.c's opd_model_decode_step that are not layers.
+ * pos (B) = t - pad[b] for a real token at position t, 0 for a pad position
+ * (pad device or NULL: t). */
+int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad, int B, int t);
+/* cache (B, cap, kvd): row t of every sequence = x (B, kvd) */
+int opd_cuda_kv_cache_write(opd_cuda *cu, float *cache, const float *x, int B,
+                            int cap, int kvd, int t);
+/* One query per sequence at position t attending over its cached positions
+ * pad[b]..t (a pad position attends to itself only), exactly the loop of
+ * opd_model_decode_step: q (B, NH*hd); kc, vc (B, cap, NKV*hd) this layer's
+ * cache with position t already written; out (B, NH*hd); att (B, NH, cap)
+ * scratch. pad (B) device or NULL. */
+int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float *q,
+                              const float *kc, const float *vc, const int *pad,
+                              int B, int cap, int t, int NH, int NKV, int hd);
+
 /* ------------------------------------------------------------ losses */
 /* Row-wise log-softmax of logits (N, V): out (N, V) (may be NULL) and
  * lse (N) (may be NULL), the log-sum-exp, accumulated in double. */
@@ -142,6 +166,115 @@ int opd_cuda_adamw_update(opd_cuda *cu, float *norm, float *params,
                           float *grads, float *m, float *v,
                           const opd_config *cfg, const opd_optim_config *oc,
                           long *step);
+
+/* ==================================================================
+ * The whole OPD step on the GPU (gpu/model_cuda.c, gpu/step_cuda.c): host C
+ * that calls the functions above in the order ref/model.c, ref/decode.c,
+ * ref/rollout.c and ref/opd_step.c call the CPU layers, so the two can be
+ * read side by side. The structs reuse the CPU's view types (opd_params,
+ * opd_acts, opd_grad_scratch) with DEVICE pointers; they are distinct types
+ * so that a device model can never be handed to a CPU function.
+ * ================================================================== */
+
+/* ---------------------------------------------------------- the model */
+typedef struct {
+    opd_config cfg;
+    size_t num_params;
+    float *params_mem;     /* device (num_params), the CPU's flat layout */
+    opd_params params;     /* device views into params_mem */
+    float *grads_mem;      /* device (num_params), NULL until alloc_grads */
+    opd_params grads;
+    opd_acts acts;         /* device, the CPU's layout and (B, T) packing */
+    opd_grad_scratch gs;   /* device */
+    int B, T;              /* shape of the last forward */
+    int acts_B, acts_T, acts_L, acts_one_layer;   /* as in opd_model */
+} opd_cuda_model;
+
+/* A device copy of host's config and weights (no gradients yet). */
+int opd_cuda_model_init(opd_cuda *cu, opd_cuda_model *m, const opd_model *host);
+void opd_cuda_model_free(opd_cuda_model *m);
+/* weights host -> device / device -> host (same config) */
+int opd_cuda_model_upload(opd_cuda *cu, opd_cuda_model *m, const opd_model *host);
+int opd_cuda_model_download(opd_cuda *cu, opd_model *host, const opd_cuda_model *m);
+int opd_cuda_model_alloc_grads(opd_cuda *cu, opd_cuda_model *m);
+int opd_cuda_model_zero_grads(opd_cuda *cu, opd_cuda_model *m);
+/* As opd_model_forward / opd_model_forward_inference / opd_model_backward;
+ * tokens (B, T) and pad (B) (or NULL) are device arrays. */
+int opd_cuda_model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens,
+                           const int *pad, int B, int T);
+int opd_cuda_model_forward_inference(opd_cuda *cu, opd_cuda_model *m,
+                                     const int *tokens, const int *pad, int B, int T);
+int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogits);
+
+/* ------------------------------------------------ KV cache and decode */
+typedef struct {
+    int L, B, cap, kv_dim;   /* as opd_kv_cache */
+    float *k, *v;            /* device (L, B, cap, NKV*hd) */
+} opd_cuda_kv_cache;
+typedef struct {
+    int B, cap;
+    float *x, *xn, *q, *k, *v, *atty, *tmp, *gate, *up, *att, *rstd; /* device, as opd_decode_scratch */
+    int *pos;                /* device (B) */
+} opd_cuda_decode_scratch;
+
+int opd_cuda_kv_cache_init(opd_cuda *cu, opd_cuda_kv_cache *c, const opd_config *cfg,
+                           int B, int cap);
+void opd_cuda_kv_cache_free(opd_cuda_kv_cache *c);
+int opd_cuda_decode_scratch_init(opd_cuda *cu, opd_cuda_decode_scratch *s,
+                                 const opd_config *cfg, int B, int cap);
+void opd_cuda_decode_scratch_free(opd_cuda_decode_scratch *s);
+/* As opd_model_decode_step: tokens (B), pad (B) or NULL device; logits (B, V) device. */
+int opd_cuda_model_decode_step(opd_cuda *cu, const opd_cuda_model *m,
+                               opd_cuda_kv_cache *c, opd_cuda_decode_scratch *s,
+                               const int *tokens, const int *pad, int t, float *logits);
+
+/* ------------------------------------------------------------- rollouts */
+/* As opd_rollout_sample, with the student on the device. Every argument
+ * and the result are HOST memory (the same opd_rollout as the CPU's, freed
+ * with opd_rollout_free): the sampled tokens are the CPU's, because the
+ * sampler's draws are keyed by (seed, step, seq_ids[b], i). */
+int opd_cuda_rollout_sample(opd_cuda *cu, const opd_cuda_model *student,
+                            const int *prompts, const int *pad,
+                            const uint32_t *seq_ids, int B, int P, int H,
+                            const opd_rollout_config *rc, opd_rollout *out);
+
+/* ------------------------------------------------------------ optimizer */
+typedef struct {
+    opd_optim_config cfg;
+    size_t n;
+    float *m, *v;            /* device (n) */
+    long step;               /* updates done (host) */
+} opd_cuda_adamw;
+/* A device copy of host's moments and step. */
+int opd_cuda_adamw_init(opd_cuda *cu, opd_cuda_adamw *opt, const opd_adamw *host);
+/* moments and step device -> host (host->n must match) */
+int opd_cuda_adamw_download(opd_cuda *cu, opd_adamw *host, const opd_cuda_adamw *opt);
+void opd_cuda_adamw_free(opd_cuda_adamw *opt);
+
+/* ------------------------------------------------------- one OPD step */
+/* Work buffers of the GPU step, grown on demand and kept across steps. */
+typedef struct {
+    opd_rollout roll;          /* host, as opd_step_work */
+    int *seq_tokens;           /* device (B, T') the [x; y] sequence */
+    int *y;                    /* device (B, H) rollout tokens */
+    float *mask, *slp;         /* device (B, H) loss mask, sampler log-probs */
+    float *s_logits, *t_logits, *dlogits_h;   /* device (B, H, V) */
+    float *dlogits;            /* device (B, T', V) */
+    float *per_token, *rkl;    /* device (B, H) */
+    int *pad;                  /* device (B) */
+    size_t cap_bh, cap_bt, cap_b;
+} opd_cuda_step_work;
+
+void opd_cuda_step_work_free(opd_cuda_step_work *w);
+/* opd_distill_step with both models and the optimizer on the device:
+ * prompts, pad, seq_ids and st are host memory; the results of the step
+ * stay in w (the rollout on the host, logits and dlogits on the device)
+ * until the next call. Phase timings include a stream synchronisation. */
+int opd_cuda_distill_step(opd_cuda *cu, opd_cuda_model *student,
+                          opd_cuda_model *teacher, opd_cuda_adamw *opt,
+                          const opd_distill_config *c, const int *prompts,
+                          const int *pad, const uint32_t *seq_ids, int B, int P,
+                          long k, opd_cuda_step_work *w, opd_step_stats *st);
 
 #ifdef __cplusplus
 }

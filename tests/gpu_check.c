@@ -4,14 +4,25 @@
  * tolerance chosen per op, and one table row per output says OK or FAIL.
  * Sampled tokens and Philox draws must match exactly.
  *
+ * Stage 2 runs the golden files (golden/) through the CUDA path: every golden
+ * layer through its kernel, and the whole golden step through the GPU step
+ * driver (opd_cuda_distill_step: KV-cached rollout, teacher scoring, student
+ * forward/backward, every loss, AdamW), written under the golden names and
+ * compared by the golden checker with the manifest's tolerances (sampled
+ * tokens exactly).
+ *
  * Without a CUDA device it prints "SKIP: no CUDA GPU (<reason>)" and exits
  * 77, which automake reports as SKIP: a machine without a GPU has not shown
- * that the kernels are right, so it must never read as PASS. */
+ * that the kernels are right, so it must never read as PASS. (The driver's
+ * host code alone is checked without a GPU by tests/test_cuda_shim.) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "golden.h"
+#include "gpu_golden.h"
 #include "opd.h"
 #include "opd_cuda.h"
 
@@ -322,6 +333,79 @@ static void test_distill(opd_loss_kind kind, opd_reduction red, float beta, int 
     opd_cuda_free(d_slp); opd_cuda_free(d_pt); opd_cuda_free(d_rkl); opd_cuda_free(d_y);
 }
 
+/* ------------------------------------------------- KV cache and decode */
+/* The decode attention at position t against row t of the full causal
+ * attention over the same keys (which is what the decode step must give),
+ * with the cache filled by opd_cuda_kv_cache_write one position at a time. */
+static void test_decode(int NH, int NKV, const int *pad, const char *shape) {
+    const int B = 2, T = 11, hd = 8, qd = NH * hd, kvd = NKV * hd;
+    size_t nq = (size_t)B * T * qd, nkv = (size_t)B * T * kvd;
+    float *q = opd_malloc(nq * 4), *k = opd_malloc(nkv * 4), *v = opd_malloc(nkv * 4);
+    float *out = opd_calloc(nq, 4), *att = opd_calloc((size_t)B * NH * T * T, 4);
+    fill(q, nq, 100, -1, 1); fill(k, nkv, 101, -1, 1); fill(v, nkv, 102, -1, 1);
+    attention_forward(out, att, q, k, v, pad, B, T, NH, NKV, hd);
+    float *d_kc, *d_vc, *d_att, *d_out, *d_krow, *d_vrow, *d_qrow;
+    die_on(opd_cuda_alloc(cu, (void **)&d_kc, nkv * 4), "alloc");
+    die_on(opd_cuda_alloc(cu, (void **)&d_vc, nkv * 4), "alloc");
+    die_on(opd_cuda_alloc(cu, (void **)&d_att, (size_t)B * NH * T * 4), "alloc");
+    die_on(opd_cuda_alloc(cu, (void **)&d_out, (size_t)B * T * qd * 4), "alloc");
+    die_on(opd_cuda_alloc(cu, (void **)&d_krow, (size_t)B * kvd * 4), "alloc");
+    die_on(opd_cuda_alloc(cu, (void **)&d_vrow, (size_t)B * kvd * 4), "alloc");
+    die_on(opd_cuda_alloc(cu, (void **)&d_qrow, (size_t)B * qd * 4), "alloc");
+    int *d_pad = pad ? dev_copy(pad, B * sizeof(int)) : NULL, *d_pos;
+    die_on(opd_cuda_alloc(cu, (void **)&d_pos, B * sizeof(int)), "alloc");
+    float *krow = opd_malloc((size_t)B * kvd * 4), *vrow = opd_malloc((size_t)B * kvd * 4);
+    float *qrow = opd_malloc((size_t)B * qd * 4);
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) {
+            memcpy(krow + b * kvd, k + ((size_t)b * T + t) * kvd, kvd * 4);
+            memcpy(vrow + b * kvd, v + ((size_t)b * T + t) * kvd, kvd * 4);
+            memcpy(qrow + b * qd, q + ((size_t)b * T + t) * qd, qd * 4);
+        }
+        die_on(opd_cuda_upload(cu, d_krow, krow, (size_t)B * kvd * 4), "upload");
+        die_on(opd_cuda_upload(cu, d_vrow, vrow, (size_t)B * kvd * 4), "upload");
+        die_on(opd_cuda_upload(cu, d_qrow, qrow, (size_t)B * qd * 4), "upload");
+        die_on(opd_cuda_kv_cache_write(cu, d_kc, d_krow, B, T, kvd, t), "kv_cache_write");
+        die_on(opd_cuda_kv_cache_write(cu, d_vc, d_vrow, B, T, kvd, t), "kv_cache_write");
+        // decode output of position t for sequence b lands in d_out row (b, t) via one copy per b
+        float *d_o;
+        die_on(opd_cuda_alloc(cu, (void **)&d_o, (size_t)B * qd * 4), "alloc");
+        die_on(opd_cuda_decode_attention(cu, d_o, d_att, d_qrow, d_kc, d_vc, d_pad, B, T, t, NH, NKV, hd),
+               "decode_attention");
+        for (int b = 0; b < B; b++)
+            die_on(opd_cuda_copy(cu, d_out + ((size_t)b * T + t) * qd, d_o + (size_t)b * qd, qd * 4), "copy");
+        opd_cuda_free(d_o);
+    }
+    check("kv_cache_write k", shape, "exact", k, d_kc, nkv);
+    check("kv_cache_write v", shape, "exact", v, d_vc, nkv);
+    check("decode_attention (all t)", shape, "attn", out, d_out, nq);
+    // positions of the decode step at t = 5: t - pad, 0 for a pad position
+    int pos[2], t = 5;
+    for (int b = 0; b < B; b++) pos[b] = t >= (pad ? pad[b] : 0) ? t - (pad ? pad[b] : 0) : 0;
+    die_on(opd_cuda_decode_positions(cu, d_pos, d_pad, B, t), "decode_positions");
+    check_ints("decode_positions t=5", shape, pos, d_pos, B);
+    free(q); free(k); free(v); free(out); free(att); free(krow); free(vrow); free(qrow);
+    opd_cuda_free(d_kc); opd_cuda_free(d_vc); opd_cuda_free(d_att); opd_cuda_free(d_out);
+    opd_cuda_free(d_krow); opd_cuda_free(d_vrow); opd_cuda_free(d_qrow); opd_cuda_free(d_pad);
+    opd_cuda_free(d_pos);
+}
+
+/* the residual add and the teacher-temperature scale: one rounding each */
+static void test_elementwise(void) {
+    const size_t n = 1000;
+    float *y = opd_malloc(n * 4), *x = opd_malloc(n * 4);
+    fill(y, n, 110, -3, 3); fill(x, n, 111, -3, 3);
+    float *d_y = dev_copy(y, n * 4), *d_x = dev_copy(x, n * 4);
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+    die_on(opd_cuda_add_inplace(cu, d_y, d_x, n), "add_inplace");
+    check("add_inplace", "n=1000", "exact", y, d_y, n);
+    for (size_t i = 0; i < n; i++) y[i] *= 1.0f / 0.7f;
+    die_on(opd_cuda_scale(cu, d_y, 1.0f / 0.7f, n), "scale");
+    check("scale", "n=1000", "exact", y, d_y, n);
+    free(y); free(x);
+    opd_cuda_free(d_y); opd_cuda_free(d_x);
+}
+
 /* -------------------------------------------------------------- sampling */
 static void test_uniform(void) {
     const size_t n = 4096;
@@ -412,6 +496,43 @@ static void test_adamw(void) {
     opd_cuda_free(d_p); opd_cuda_free(d_g); opd_cuda_free(d_m); opd_cuda_free(d_v);
 }
 
+/* ------------------------------------------------------ stage 2: golden */
+/* One golden file through the CUDA path, checked by the golden checker;
+ * returns the number of failing tensors (or 1 if nothing could be run). */
+static int golden_file(const char *dir, const char *tmp, const char *file,
+                       int (*run)(opd_cuda *, const char *, const char *, FILE *)) {
+    char ref[4400], cand[4400];
+    snprintf(ref, sizeof ref, "%s/%s", dir, file);
+    snprintf(cand, sizeof cand, "%s/%s", tmp, file);
+    printf("\n");
+    if (run(cu, ref, cand, stdout) != 0) {
+        printf("gpu_check: %s: %s\n", file, opd_last_error());
+        return 1;
+    }
+    int np = 0, nf = 0;
+    opd_golden_check_opts o = {.out = stdout};
+    int rc = opd_golden_check(ref, cand, &o, &np, &nf);
+    if (rc < 0) {
+        printf("gpu_check: golden check of %s: %s\n", file, opd_last_error());
+        nf = nf ? nf : 1;
+    }
+    unlink(cand);
+    return nf;
+}
+
+static int golden_stage(void) {
+    const char *src = getenv("OPD_SRCDIR");
+    char dir[4096], tmp[64] = "/tmp/opd_gpu_check_XXXXXX";
+    snprintf(dir, sizeof dir, "%s/golden", src && *src ? src : ".");
+    if (!mkdtemp(tmp)) { perror("gpu_check: mkdtemp"); return 1; }
+    printf("\nstage 2: the golden files of %s through the CUDA kernels and the GPU step driver,\n"
+           "compared with the manifest's tolerances (sampled tokens exactly)\n", dir);
+    int nf = golden_file(dir, tmp, OPD_GOLDEN_LAYERS_FILE, gpu_golden_layers);
+    nf += golden_file(dir, tmp, OPD_GOLDEN_STEP_FILE, gpu_golden_step);
+    rmdir(tmp);
+    return nf;
+}
+
 int main(void) {
     char why[256];
     if (!opd_cuda_available(why, sizeof why)) {
@@ -455,8 +576,14 @@ int main(void) {
     test_sample(1.0f, 0, 0.9f, "p=.9");
     test_sample(1.3f, 20, 0.8f, "t=1.3 k=20 p=.8");
     test_adamw();
+    test_decode(4, 4, NULL, "B=2 T=11 NH=4");
+    test_decode(4, 2, pad, "B=2 T=11 GQA 4/2 pad 0,4");
+    test_elementwise();
+    printf("\n%d/%d kernel checks OK\n", n_rows - n_fail, n_rows);
 
-    printf("\n%d/%d checks OK\n", n_rows - n_fail, n_rows);
+    int golden_fail = golden_stage();
+    printf("\ngpu_check: %d/%d kernel checks OK; golden stage: %s\n", n_rows - n_fail, n_rows,
+           golden_fail ? "FAILED" : "every tensor within tolerance");
     opd_cuda_destroy(cu);
-    return n_fail ? 1 : 0;
+    return n_fail || golden_fail ? 1 : 0;
 }

@@ -92,5 +92,33 @@ open(sys.argv[2], "wb").write(raw)
 PYEOF
 expect_fail "NaN weight" "'model.norm.weight' element 3 is NaN" "$OPD" info "$dir/nan.safetensors"
 
+# --device: cpu is the default; cuda fails clearly wherever it cannot run: in
+# a build without CUDA with exit 2 before any work, in a CUDA build without a
+# GPU with exit 1 naming opd_cuda_available's reason. (On a GPU it would run:
+# then tests/gpu_check is the test, not this.)
+"$OPD" data --out "$dir/dd" --min-steps 2 --max-steps 3 --train 8 --valid 2 --test 2 --seed 1 >/dev/null 2>&1 ||
+    bad "data for the --device tests"
+"$OPD" init --d-model 16 --layers 1 --heads 2 --kv-heads 1 --ffn 32 --max-seq 48 "$dir/tiny.safetensors" >/dev/null 2>&1 ||
+    bad "init for the --device tests"
+dev_args="--teacher $dir/tiny.safetensors --student $dir/tiny.safetensors --data $dir/dd/train.csv --steps 1 --batch 2"
+expect_fail "--device gpu (unknown name)" "--device: 'gpu' is not cpu or cuda" "$OPD" distill $dev_args --out "$dir/dev0" --device gpu
+expect_ok "--device cpu" "$OPD" distill $dev_args --out "$dir/dev1" --device cpu
+grep -q "device cpu" "$dir/out" || bad "distill names the device it runs on"
+"$OPD" distill $dev_args --out "$dir/dev2" --device cuda >"$dir/out" 2>"$dir/err"
+rc=$?
+if grep -q "this opd was built without CUDA: ./configure --with-cuda" "$dir/err"; then
+    if [ $rc -eq 2 ]; then ok "--device cuda without CUDA: exit 2, '$(head -n1 "$dir/err")'"
+    else bad "--device cuda without CUDA: exit $rc, want 2"; fi
+    expect_fail "bench step --device cuda without CUDA" "built without CUDA" "$OPD" bench step --device cuda
+elif grep -q "no usable GPU (opd_cuda_available: " "$dir/err"; then
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ]; then ok "--device cuda, CUDA build without a GPU: exit $rc, '$(head -n1 "$dir/err")'"
+    else bad "--device cuda without a GPU: exit $rc"; fi
+    expect_fail "bench step --device cuda without a GPU" "no usable GPU" "$OPD" bench step --device cuda
+elif [ $rc -eq 0 ]; then
+    ok "--device cuda ran (a GPU is present; tests/gpu_check checks its numbers)"
+else
+    bad "--device cuda: exit $rc without a clear reason:"; cat "$dir/err"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,0 +1,195 @@
+/* bench_step_cuda.c — `opd bench step --device cuda`: one OPD step on the GPU
+ * (opd_cuda_distill_step) next to the CPU reference (opd_distill_step), on
+ * the pair and batch of bench_step.c, at H = T, 0.25 T and 0.1 T: seconds
+ * per step on each, the speed-up, and whether the first step sampled the
+ * same tokens on both (it should: the sampler is keyed by (seed, step, seq,
+ * pos), and both start from the same weights).
+ *
+ * Kept apart from bench_step.c so that the CPU benchmark has no CUDA code;
+ * in a build without CUDA this only says so. */
+#include "config.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef OPD_HAVE_CUDA
+#include "opd_cuda.h"
+#endif
+
+int opd_bench_step_cuda(int argc, char **argv);
+
+#ifndef OPD_HAVE_CUDA
+int opd_bench_step_cuda(int argc, char **argv) {
+    fprintf(stderr, "opd bench step: --device cuda: this opd was built without CUDA: ./configure --with-cuda\n");
+    return 2;
+}
+#else
+
+typedef struct {
+    int B, P, T, steps, V;
+    float rho;
+} bench_cfg;
+
+/* the pair of bench_step.c: student d=128 L=4 ffn 512, teacher d=256 L=6 ffn 1024 */
+static void model_cfg(opd_config *c, int V, int d, int l, int h, int f, int max_seq) {
+    opd_config_default(c);
+    c->vocab_size = V;
+    c->d_model = d;
+    c->n_layers = l;
+    c->n_heads = h;
+    c->n_kv_heads = h;
+    c->d_ff = f;
+    c->max_seq_len = max_seq;
+}
+
+typedef struct {
+    double sec[4];      /* rollout, teacher, student, optim: mean per timed step */
+    int H;
+    int *tokens0;       /* (B, P + H) the rollout of step 0 */
+    float loss0;
+} bench_result;
+
+/* warm-up step 0 (not timed, its rollout kept), then `steps` timed steps */
+static int run(const bench_cfg *b, opd_cuda *cu, bench_result *res) {
+    opd_config sc, tc;
+    model_cfg(&sc, b->V, 128, 4, 4, 512, b->P + b->T);
+    model_cfg(&tc, b->V, 256, 6, 8, 1024, b->P + b->T);
+    opd_model student, teacher;
+    if (opd_model_init(&student, &sc) != 0 || opd_model_init(&teacher, &tc) != 0) return -1;
+    opd_model_init_random(&student, 1);
+    opd_model_init_random(&teacher, 2);
+    opd_optim_config oc;
+    opd_optim_config_default(&oc);
+    opd_adamw opt;
+    opd_adamw_init(&opt, &oc, student.num_params);
+    opd_distill_config dc;
+    opd_distill_config_default(&dc, b->T);
+    dc.schedule.kind = b->rho >= 1.0f ? OPD_SCHED_FULL : OPD_SCHED_TRUNCATED;
+    dc.schedule.rho = b->rho;
+    dc.rollout.eos_id = -1;   /* no EOS: every rollout runs to the horizon */
+
+    int *prompts = opd_malloc(sizeof(int) * b->B * b->P);
+    int *pad = opd_calloc(b->B, sizeof(int));
+    uint32_t *ids = opd_malloc(sizeof(uint32_t) * b->B);
+    for (int i = 0; i < b->B * b->P; i++) prompts[i] = 3 + (int)(opd_uniform(9, 0, 0, i, 0) * (b->V - 3));
+    for (int i = 0; i < b->B; i++) ids[i] = i;
+
+    opd_step_work w;
+    opd_cuda_step_work cw;
+    memset(&w, 0, sizeof w);
+    memset(&cw, 0, sizeof cw);
+    opd_cuda_model ds, dt;
+    opd_cuda_adamw dopt;
+    memset(&ds, 0, sizeof ds);
+    memset(&dt, 0, sizeof dt);
+    memset(&dopt, 0, sizeof dopt);
+    int rc = 0;
+    if (cu && (opd_cuda_model_init(cu, &ds, &student) != 0 || opd_cuda_model_init(cu, &dt, &teacher) != 0 ||
+               opd_cuda_adamw_init(cu, &dopt, &opt) != 0))
+        rc = -1;
+    memset(res, 0, sizeof *res);
+    for (int k = 0; k <= b->steps && rc == 0; k++) {
+        opd_step_stats st;
+        if (cu) rc = opd_cuda_distill_step(cu, &ds, &dt, &dopt, &dc, prompts, pad, ids, b->B, b->P, k, &cw, &st);
+        else rc = opd_distill_step(&student, &teacher, &opt, &dc, prompts, pad, ids, b->B, b->P, k, &w, &st);
+        if (rc != 0) break;
+        res->H = st.horizon;
+        if (k == 0) {
+            const opd_rollout *r = cu ? &cw.roll : &w.roll;
+            size_t n = (size_t)b->B * (b->P + st.horizon);
+            res->tokens0 = opd_malloc(n * sizeof(int));
+            memcpy(res->tokens0, r->tokens, n * sizeof(int));
+            res->loss0 = st.loss;
+            continue;
+        }
+        res->sec[0] += st.sec_rollout / b->steps;
+        res->sec[1] += st.sec_teacher / b->steps;
+        res->sec[2] += st.sec_student / b->steps;
+        res->sec[3] += st.sec_optim / b->steps;
+    }
+    opd_cuda_step_work_free(&cw);
+    opd_cuda_adamw_free(&dopt);
+    opd_cuda_model_free(&ds);
+    opd_cuda_model_free(&dt);
+    opd_step_work_free(&w);
+    free(prompts); free(pad); free(ids);
+    opd_adamw_free(&opt);
+    opd_model_free(&student);
+    opd_model_free(&teacher);
+    return rc;
+}
+
+static int bench_rho(const bench_cfg *b, opd_cuda *cu) {
+    bench_result cpu, gpu;
+    if (run(b, NULL, &cpu) != 0) return -1;
+    if (run(b, cu, &gpu) != 0) { free(cpu.tokens0); return -1; }
+    size_t n = (size_t)b->B * (b->P + cpu.H), diff = 0;
+    for (size_t i = 0; i < n; i++) diff += cpu.tokens0[i] != gpu.tokens0[i];
+    double tc = cpu.sec[0] + cpu.sec[1] + cpu.sec[2] + cpu.sec[3];
+    double tg = gpu.sec[0] + gpu.sec[1] + gpu.sec[2] + gpu.sec[3];
+    char same[32];
+    if (diff == 0) snprintf(same, sizeof same, "identical");
+    else snprintf(same, sizeof same, "%zu differ", diff);
+    printf("| %5.2f | %4d | %8.3f | %8.3f | %8.3f | %8.3f | %8.3f | %8.3f | %7.1fx | %-10s | %.3g / %.3g |\n",
+           b->rho, cpu.H, tc, gpu.sec[0], gpu.sec[1], gpu.sec[2], gpu.sec[3], tg, tc / tg, same,
+           cpu.loss0, gpu.loss0);
+    fflush(stdout);
+    free(cpu.tokens0);
+    free(gpu.tokens0);
+    return 0;
+}
+
+int opd_bench_step_cuda(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"rho", required_argument, 0, 'r'},
+        {"steps", required_argument, 0, 'n'},
+        {"horizon", required_argument, 0, 'T'},
+        {"batch", required_argument, 0, 'B'},
+        {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    bench_cfg b = {.B = 16, .P = 32, .T = 256, .steps = 2, .V = 64, .rho = -1};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': if (cli_float("bench step", "rho", optarg, 0.001, 1, &b.rho)) return 2; break;
+        case 'n': if (cli_int("bench step", "steps", optarg, 1, 1000, &b.steps)) return 2; break;
+        case 'T': if (cli_int("bench step", "horizon", optarg, 1, 1 << 16, &b.T)) return 2; break;
+        case 'B': if (cli_int("bench step", "batch", optarg, 1, 4096, &b.B)) return 2; break;
+        case 'D': break;   /* cuda: how we got here */
+        case 'h':
+            printf("Usage: opd bench step --device cuda [--rho R] [--steps N] [--horizon T] [--batch B]\n"
+                   "One OPD step on the GPU next to the CPU reference (the pair of 'opd bench step'):\n"
+                   "seconds per step, the GPU's phases, the speed-up, and whether step 0 sampled the\n"
+                   "same tokens on both, at H = T, 0.25 T, 0.1 T (or only --rho R).\n");
+            return 0;
+        default: return cli_usage_error("bench step");
+        }
+    }
+    char why[256];
+    if (!opd_cuda_available(why, sizeof why)) {
+        fprintf(stderr, "opd bench step: --device cuda: no usable GPU (opd_cuda_available: %s)\n", why);
+        return 1;
+    }
+    opd_cuda *cu;
+    if (opd_cuda_create(&cu, 0) != 0) return cli_fail("bench step");
+    printf("OPD step on the GPU (%s) vs the CPU reference (%s matmul), batch %d, prompt %d, T = %d,\n"
+           "mean of %d steps after a warm-up; GPU phases include a stream synchronisation\n",
+           why, opd_matmul_backend_name(opd_matmul_get_backend()), b.B, b.P, b.T, b.steps);
+    printf("| rho   |  H   | cpu s    | gpu roll | gpu tea. | gpu stu. | gpu opt. | gpu s    | speed-up | step-0 tokens | loss0 cpu / gpu |\n");
+    printf("|-------|------|----------|----------|----------|----------|----------|----------|----------|------------|-----------------|\n");
+    static const float rhos[] = {1.0f, 0.25f, 0.1f};
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        if (b.rho > 0 && i > 0) break;
+        bench_cfg one = b;
+        if (b.rho <= 0) one.rho = rhos[i];
+        rc = bench_rho(&one, cu);
+    }
+    opd_cuda_destroy(cu);
+    return rc == 0 ? 0 : cli_fail("bench step");
+}
+#endif
