@@ -120,5 +120,14 @@ else
     bad "--device cuda: exit $rc without a clear reason:"; cat "$dir/err"
 fi
 
+# sft --eval-every / --stop-at: the pairing rules, and periodic scores printed
+sft_args="--data $dir/dd/train.csv --d-model 16 --layers 1 --heads 2 --kv-heads 1 --ffn 32 --max-seq 48 --batch 2"
+expect_fail "sft --stop-at without --eval-every" "--stop-at needs --eval-every" "$OPD" sft $sft_args --out "$dir/s.safetensors" --stop-at 0.5
+expect_fail "sft --eval-every without --eval" "--eval-every needs --eval" "$OPD" sft $sft_args --out "$dir/s.safetensors" --eval-every 2
+expect_fail "sft --stop-at out of range" "out of range" "$OPD" sft $sft_args --out "$dir/s.safetensors" --eval "$dir/dd/valid.csv" --eval-every 2 --stop-at 1.5
+expect_ok "sft --eval-every 2" "$OPD" sft $sft_args --out "$dir/s.safetensors" --steps 4 --eval "$dir/dd/valid.csv" --eval-every 2 --stop-at 1
+[ "$(grep -c '^sft step 2: pass@1' "$dir/out")" -eq 1 ] && grep -q "after 4 steps" "$dir/out" ||
+    { bad "sft --eval-every prints the step-2 score and runs all 4 steps (no problem solved)"; cat "$dir/out"; }
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
