@@ -32,7 +32,7 @@ demo)   # about 5 minutes on 2 cores
     TEACHER="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 128"
     TEACHER_SFT="--steps 700 --batch 32 --lr 3e-3 --warmup 50"
     STUDENT="--d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 128"
-    STUDENT_SFT="--steps 3000 --batch 32 --lr 3e-3 --warmup 20 --eval-every 50 --eval-n 100 --stop-at 0.3"
+    STUDENT_SFT="--steps 3000 --batch 32 --lr 3e-3 --warmup 20 --eval-every 10 --eval-n 100 --stop-at 0.3"
     DISTILL="--steps 200 --batch 32 --lr 3e-4 --warmup 20"
     EVAL="--eval-every 25 --eval-n 200"
     POPD="--dk 25"
