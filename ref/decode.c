@@ -110,14 +110,18 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
         rope_forward(s->q, s->pos, N, NH, hd, cfg->rope_theta);
         rope_forward(s->k, s->pos, N, NKV, hd, cfg->rope_theta);
 
-        /* this layer's cache (B, cap, kvd); write positions t0..t0+n-1
-         * (all of them first: row i attends over the rows before it) */
+        /* this layer's cache, keys (B, kvd, cap), values (B, cap, kvd);
+         * write positions t0..t0+n-1 (all of them first: row i attends over
+         * the rows before it) */
         float *kc = c->k + (size_t)l * c->B * cap * kvd;
         float *vc = c->v + (size_t)l * c->B * cap * kvd;
         for (int b = 0; b < B; b++) {
-            size_t dst = ((size_t)b * cap + t0) * kvd, src = (size_t)b * n * kvd;
-            memcpy(kc + dst, s->k + src, (size_t)n * kvd * sizeof(float));
-            memcpy(vc + dst, s->v + src, (size_t)n * kvd * sizeof(float));
+            for (int i = 0; i < n; i++) {
+                const float *kr = s->k + ((size_t)b * n + i) * kvd;
+                for (int d = 0; d < kvd; d++) kc[((size_t)b * kvd + d) * cap + t0 + i] = kr[d];
+            }
+            memcpy(vc + ((size_t)b * cap + t0) * kvd, s->v + (size_t)b * n * kvd,
+                   (size_t)n * kvd * sizeof(float));
         }
 
         /* each (sequence, position, query head) attends over cache positions
@@ -131,15 +135,21 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
                     int pb = pad ? pad[b] : 0;
                     int j0 = t >= pb ? pb : t;
                     const float *qh = s->q + (size_t)row * qd + h * hd;
-                    const float *kb = kc + (size_t)b * cap * kvd + (h / group) * hd;
+                    const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * cap;  /* (hd, cap) */
                     const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
                     float *att = s->att + ((size_t)row * NH + h) * cap;
+                    /* scores q . k_j over the transposed keys: the inner loop
+                     * runs over positions j (vectorized), each score still
+                     * sums its hd products in order from 0 */
+                    for (int j = j0; j <= t; j++) att[j] = 0.0f;
+                    for (int d = 0; d < hd; d++) {
+                        float qhd = qh[d];
+                        const float *kTd = kT + (size_t)d * cap;
+                        for (int j = j0; j <= t; j++) att[j] += qhd * kTd[j];
+                    }
                     float maxv = -INFINITY;
                     for (int j = j0; j <= t; j++) {
-                        const float *kj = kb + (size_t)j * kvd;
-                        float dot = 0.0f;
-                        for (int d = 0; d < hd; d++) dot += qh[d] * kj[d];
-                        att[j] = dot * scale;
+                        att[j] *= scale;
                         if (att[j] > maxv) maxv = att[j];
                     }
                     float sum = 0.0f;

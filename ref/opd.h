@@ -356,7 +356,9 @@ int opd_sample_token(const float *logits, int V, const opd_sampler_config *s,
 /* --------------------------------------------------------- KV cache, decode */
 typedef struct {
     int L, B, cap, kv_dim;   /* cap: positions held = prompt + horizon */
-    float *k, *v;            /* (L, B, cap, NKV*hd) */
+    float *k;                /* (L, B, NKV*hd, cap) keys transposed: a query's
+                                scores run over contiguous positions */
+    float *v;                /* (L, B, cap, NKV*hd) */
 } opd_kv_cache;
 
 int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int cap);
