@@ -5,6 +5,7 @@
  * The cache is sized by cap = prompt + horizon H_k, not by max_seq_len: with
  * a truncated (TOPD) or progressive (POPD) horizon the memory saving is real. */
 #include "opd.h"
+#include "vecmat.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -142,11 +143,7 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
                      * runs over positions j (vectorized), each score still
                      * sums its hd products in order from 0 */
                     for (int j = j0; j <= t; j++) att[j] = 0.0f;
-                    for (int d = 0; d < hd; d++) {
-                        float qhd = qh[d];
-                        const float *kTd = kT + (size_t)d * cap;
-                        for (int j = j0; j <= t; j++) att[j] += qhd * kTd[j];
-                    }
+                    vecmat_accumulate(att + j0, qh, kT + j0, cap, hd, t - j0 + 1);
                     float maxv = -INFINITY;
                     for (int j = j0; j <= t; j++) {
                         att[j] *= scale;
@@ -158,13 +155,10 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
                         sum += att[j];
                     }
                     float inv = 1.0f / sum;
+                    for (int j = j0; j <= t; j++) att[j] *= inv;
                     float *out = s->atty + (size_t)row * qd + h * hd;
                     for (int d = 0; d < hd; d++) out[d] = 0.0f;
-                    for (int j = j0; j <= t; j++) {
-                        const float *vj = vb + (size_t)j * kvd;
-                        float a = att[j] * inv;
-                        for (int d = 0; d < hd; d++) out[d] += a * vj[d];
-                    }
+                    vecmat_accumulate(out, att + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);
                 }
             }
         }

@@ -6,6 +6,7 @@
  * over queries) is done by one thread in a fixed order, so results do not
  * depend on the number of threads. */
 #include "opd.h"
+#include "vecmat.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -135,11 +136,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
                     // the keys this query sees: [j0, t]
                     int j0 = t < p ? t : p;
                     memset(a, 0, T * sizeof(float));
-                    for (int i = 0; i < hd; i++) {
-                        float qi = qt[i];
-                        const float *kTi = kT + (size_t)i * T;
-                        for (int j = j0; j <= t; j++) a[j] += qi * kTi[j];
-                    }
+                    vecmat_accumulate(a + j0, qt, kT + j0, T, hd, t - j0 + 1);   // q_t . k_j
                     float maxv = -INFINITY;
                     for (int j = j0; j <= t; j++) {
                         a[j] *= scale;
@@ -150,10 +147,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
                     for (int j = j0; j <= t; j++) { a[j] = expf(a[j] - maxv); sum += a[j]; }
                     for (int j = j0; j <= t; j++) a[j] /= sum;
                     for (int i = 0; i < hd; i++) o[i] = 0.0f;
-                    for (int j = j0; j <= t; j++) {
-                        const float *vj = vb + (size_t)j * kvd;
-                        for (int i = 0; i < hd; i++) o[i] += a[j] * vj[i];
-                    }
+                    vecmat_accumulate(o, a + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);  // sum_j a_j v_j
                 }
             }
         }
@@ -199,11 +193,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         float *dS = datt + (((size_t)b * NH + h) * T + t) * T;
                         // 1. through out_t = sum_j P_tj v_j (causal: j <= t)
                         for (int j = 0; j <= t; j++) dS[j] = 0.0f;
-                        for (int i = 0; i < hd; i++) {
-                            float di = dot[i];
-                            const float *vTi = vT + (size_t)i * T;
-                            for (int j = 0; j <= t; j++) dS[j] += di * vTi[j];   // dP for now
-                        }
+                        vecmat_accumulate(dS, dot, vT, T, hd, t + 1);   // dP_tj = dout_t . v_j, for now
                         for (int j = 0; j <= t; j++) {
                             float *dvj = dvb + (size_t)j * kvd;
                             for (int i = 0; i < hd; i++) dvj[i] += P[j] * dot[i];
