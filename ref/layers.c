@@ -76,13 +76,28 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout,
  * angles are computed in fp32 as transformers does, so logits match it. */
 static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
                         float theta, float sign) {
-    int half = hd / 2;
+    int half = hd / 2, maxpos = 0;
+    for (int n = 0; n < N; n++) if (pos[n] > maxpos) maxpos = pos[n];
+    // cos and sin of each (position, i) in use once, not once per row: a
+    // batch repeats every position B times (same expressions, same bits)
+    unsigned char *used = opd_calloc(maxpos + 1, 1);
+    for (int n = 0; n < N; n++) used[pos[n]] = 1;
+    float *cs = opd_malloc((size_t)(maxpos + 1) * half * 2 * sizeof(float));
+#pragma omp parallel for
+    for (int p = 0; p <= maxpos; p++) {
+        if (!used[p]) continue;
+        for (int i = 0; i < half; i++) {
+            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+            float angle = (float)p * inv_freq;
+            cs[((size_t)p * half + i) * 2] = cosf(angle);
+            cs[((size_t)p * half + i) * 2 + 1] = sinf(angle);
+        }
+    }
 #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
-            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-            float angle = (float)pos[n] * inv_freq;
-            float c = cosf(angle), s = sign * sinf(angle);
+            const float *csi = cs + ((size_t)pos[n] * half + i) * 2;
+            float c = csi[0], s = sign * csi[1];
             for (int h = 0; h < nh; h++) {
                 float *xh = x + ((size_t)n * nh + h) * hd;
                 float x1 = xh[i], x2 = xh[i + half];
@@ -91,6 +106,8 @@ static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
             }
         }
     }
+    free(cs);
+    free(used);
 }
 
 void rope_forward(float *x, const int *pos, int N, int nh, int hd, float theta) {
