@@ -379,7 +379,7 @@ int opd_bench_targets(int argc, char **argv) {
            5, "-----");
     char m[128], w[128];
     struct { const char *name; double flops, t; } ph[3] = {
-        {"teacher scoring fwd", ft, pt.t_teacher}, {"student fwd", fsf, pt.t_sfwd},
+        {"teacher scoring", ft, pt.t_teacher}, {"student fwd", fsf, pt.t_sfwd},
         {"student bwd", fsb, pt.t_sbwd}};
     double t_floor = 0;   /* the three phases' gemms at the best sgemm */
     for (int i = 0; i < 3; i++) {
