@@ -20,7 +20,7 @@ static const command commands[] = {
     {"distill", cmd_distill, "on-policy distillation: full, POPD or TOPD horizons"},
     {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon"},
     {"golden", cmd_golden, "write golden tensors / compare two golden files"},
-    {"bench", cmd_bench, "benchmarks: matmul, decode, step (see 'opd bench --help')"},
+    {"bench", cmd_bench, "benchmarks: targets, matmul, decode, step (see 'opd bench --help')"},
     {NULL, NULL, NULL},
 };
 

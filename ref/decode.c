@@ -5,6 +5,7 @@
  * The cache is sized by cap = prompt + horizon H_k, not by max_seq_len: with
  * a truncated (TOPD) or progressive (POPD) horizon the memory saving is real. */
 #include "opd.h"
+#include "vecmat.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -69,95 +70,136 @@ void opd_decode_scratch_free(opd_decode_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* tokens (B) at position t; the cache holds positions 0..t-1 of every
- * sequence (positions < pad[b] are padding and never read by real tokens).
- * logits (B, V). The caller guarantees t < c->cap and B <= c->B, s->B. */
-void opd_model_decode_step(const opd_model *m, opd_kv_cache *c,
-                           opd_decode_scratch *s, const int *tokens,
-                           const int *pad, int t, float *logits) {
+/* The decode step over n consecutive positions t0..t0+n-1 of every sequence
+ * at once: tokens (B, n), scratch rows ordered (B, n). n = 1 is the decode
+ * step; n = P is the prompt prefill, whose matmuls then see B*P rows at once
+ * instead of P calls of B rows (the weights are read once, not P times).
+ * Every row attends over cache positions pad[b]..t0+i, so the cache holds the
+ * same keys and values either way. logits (B, V) of the last position only:
+ * nothing else of a prefill is sampled from. */
+static void decode_positions(const opd_model *m, opd_kv_cache *c,
+                             opd_decode_scratch *s, const int *tokens,
+                             const int *pad, int t0, int n, float *logits) {
     const opd_config *cfg = &m->cfg;
     const opd_params *p = &m->params;
     int B = c->B, C = cfg->d_model, L = cfg->n_layers, V = cfg->vocab_size;
     int NH = cfg->n_heads, NKV = cfg->n_kv_heads, hd = C / NH, F = cfg->d_ff;
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV, cap = c->cap;
+    int N = B * n;   /* rows */
     float eps = cfg->rms_eps, scale = 1.0f / sqrtf((float)hd);
 
     /* a real token's RoPE position counts from its first real token; a pad
      * position's value is irrelevant (its output is never used) */
     for (int b = 0; b < B; b++) {
         int pb = pad ? pad[b] : 0;
-        s->pos[b] = t >= pb ? t - pb : 0;
+        for (int i = 0; i < n; i++) {
+            int t = t0 + i;
+            s->pos[b * n + i] = t >= pb ? t - pb : 0;
+        }
     }
 
-    encoder_forward(s->x, tokens, p->wte, B, C);               /* x (B, C) */
+    encoder_forward(s->x, tokens, p->wte, N, C);               /* x (N, C) */
     for (int l = 0; l < L; l++) {
-        /* attention: q, k, v (B, qd | kvd) from n1(x) */
-        rmsnorm_forward(s->xn, s->rstd, s->x, p->ln1_w + (size_t)l * C, B, C, eps);
+        /* attention: q, k, v (N, qd | kvd) from n1(x) */
+        rmsnorm_forward(s->xn, s->rstd, s->x, p->ln1_w + (size_t)l * C, N, C, eps);
         matmul_forward(s->q, s->xn, p->wq + (size_t)l * qd * C,
-                       p->bq ? p->bq + (size_t)l * qd : NULL, B, C, qd);
+                       p->bq ? p->bq + (size_t)l * qd : NULL, N, C, qd);
         matmul_forward(s->k, s->xn, p->wk + (size_t)l * kvd * C,
-                       p->bk ? p->bk + (size_t)l * kvd : NULL, B, C, kvd);
+                       p->bk ? p->bk + (size_t)l * kvd : NULL, N, C, kvd);
         matmul_forward(s->v, s->xn, p->wv + (size_t)l * kvd * C,
-                       p->bv ? p->bv + (size_t)l * kvd : NULL, B, C, kvd);
-        rope_forward(s->q, s->pos, B, NH, hd, cfg->rope_theta);
-        rope_forward(s->k, s->pos, B, NKV, hd, cfg->rope_theta);
+                       p->bv ? p->bv + (size_t)l * kvd : NULL, N, C, kvd);
+        rope_forward(s->q, s->pos, N, NH, hd, cfg->rope_theta);
+        rope_forward(s->k, s->pos, N, NKV, hd, cfg->rope_theta);
 
-        /* this layer's cache (B, cap, kvd); write position t */
+        /* this layer's cache, keys (B, kvd, cap), values (B, cap, kvd);
+         * write positions t0..t0+n-1 (all of them first: row i attends over
+         * the rows before it) */
         float *kc = c->k + (size_t)l * c->B * cap * kvd;
         float *vc = c->v + (size_t)l * c->B * cap * kvd;
         for (int b = 0; b < B; b++) {
-            memcpy(kc + ((size_t)b * cap + t) * kvd, s->k + (size_t)b * kvd, kvd * sizeof(float));
-            memcpy(vc + ((size_t)b * cap + t) * kvd, s->v + (size_t)b * kvd, kvd * sizeof(float));
+            for (int i = 0; i < n; i++) {
+                const float *kr = s->k + ((size_t)b * n + i) * kvd;
+                for (int d = 0; d < kvd; d++) kc[((size_t)b * kvd + d) * cap + t0 + i] = kr[d];
+            }
+            memcpy(vc + ((size_t)b * cap + t0) * kvd, s->v + (size_t)b * n * kvd,
+                   (size_t)n * kvd * sizeof(float));
         }
 
-        /* each (sequence, query head) attends over cache positions
+        /* each (sequence, position, query head) attends over cache positions
          * pad[b]..t; a pad position attends to itself only, as in the full
-         * forward, so it stays finite. Every (b, h) is independent. */
-        #pragma omp parallel for collapse(2) schedule(static)
+         * forward, so it stays finite. Every (b, i, h) is independent. */
+        #pragma omp parallel for collapse(3) schedule(static)
         for (int b = 0; b < B; b++) {
-            for (int h = 0; h < NH; h++) {
-                int pb = pad ? pad[b] : 0;
-                int j0 = t >= pb ? pb : t;
-                const float *qh = s->q + (size_t)b * qd + h * hd;
-                const float *kb = kc + (size_t)b * cap * kvd + (h / group) * hd;
-                const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
-                float *att = s->att + ((size_t)b * NH + h) * cap;
-                float maxv = -INFINITY;
-                for (int j = j0; j <= t; j++) {
-                    const float *kj = kb + (size_t)j * kvd;
-                    float dot = 0.0f;
-                    for (int i = 0; i < hd; i++) dot += qh[i] * kj[i];
-                    att[j] = dot * scale;
-                    if (att[j] > maxv) maxv = att[j];
-                }
-                float sum = 0.0f;
-                for (int j = j0; j <= t; j++) {
-                    att[j] = expf(att[j] - maxv);
-                    sum += att[j];
-                }
-                float inv = 1.0f / sum;
-                float *out = s->atty + (size_t)b * qd + h * hd;
-                for (int i = 0; i < hd; i++) out[i] = 0.0f;
-                for (int j = j0; j <= t; j++) {
-                    const float *vj = vb + (size_t)j * kvd;
-                    float a = att[j] * inv;
-                    for (int i = 0; i < hd; i++) out[i] += a * vj[i];
+            for (int i = 0; i < n; i++) {
+                for (int h = 0; h < NH; h++) {
+                    int t = t0 + i, row = b * n + i;
+                    int pb = pad ? pad[b] : 0;
+                    int j0 = t >= pb ? pb : t;
+                    const float *qh = s->q + (size_t)row * qd + h * hd;
+                    const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * cap;  /* (hd, cap) */
+                    const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
+                    float *att = s->att + ((size_t)row * NH + h) * cap;
+                    /* scores q . k_j over the transposed keys: the inner loop
+                     * runs over positions j (vectorized), each score still
+                     * sums its hd products in order from 0 */
+                    for (int j = j0; j <= t; j++) att[j] = 0.0f;
+                    vecmat_accumulate(att + j0, qh, kT + j0, cap, hd, t - j0 + 1);
+                    float maxv = -INFINITY;
+                    for (int j = j0; j <= t; j++) {
+                        att[j] *= scale;
+                        if (att[j] > maxv) maxv = att[j];
+                    }
+                    float sum = 0.0f;
+                    for (int j = j0; j <= t; j++) {
+                        att[j] = expf(att[j] - maxv);
+                        sum += att[j];
+                    }
+                    float inv = 1.0f / sum;
+                    for (int j = j0; j <= t; j++) att[j] *= inv;
+                    float *out = s->atty + (size_t)row * qd + h * hd;
+                    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+                    vecmat_accumulate(out, att + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);
                 }
             }
         }
 
         /* h = x + Wo atty */
-        matmul_forward(s->tmp, s->atty, p->wo + (size_t)l * C * qd, NULL, B, qd, C);
-        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->tmp[i];
+        matmul_forward(s->tmp, s->atty, p->wo + (size_t)l * C * qd, NULL, N, qd, C);
+        for (size_t i = 0; i < (size_t)N * C; i++) s->x[i] += s->tmp[i];
 
         /* out = h + Wdown (silu(Wgate n2(h)) * Wup n2(h)) */
-        rmsnorm_forward(s->xn, s->rstd, s->x, p->ln2_w + (size_t)l * C, B, C, eps);
-        matmul_forward(s->gate, s->xn, p->w_gate + (size_t)l * F * C, NULL, B, C, F);
-        matmul_forward(s->up, s->xn, p->w_up + (size_t)l * F * C, NULL, B, C, F);
-        swiglu_forward(s->gate, s->gate, s->up, B, F);   /* elementwise, in place */
-        matmul_forward(s->tmp, s->gate, p->w_down + (size_t)l * C * F, NULL, B, F, C);
-        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->tmp[i];
+        rmsnorm_forward(s->xn, s->rstd, s->x, p->ln2_w + (size_t)l * C, N, C, eps);
+        matmul_forward(s->gate, s->xn, p->w_gate + (size_t)l * F * C, NULL, N, C, F);
+        matmul_forward(s->up, s->xn, p->w_up + (size_t)l * F * C, NULL, N, C, F);
+        swiglu_forward(s->gate, s->gate, s->up, N, F);   /* elementwise, in place */
+        matmul_forward(s->tmp, s->gate, p->w_down + (size_t)l * C * F, NULL, N, F, C);
+        for (size_t i = 0; i < (size_t)N * C; i++) s->x[i] += s->tmp[i];
     }
+    /* the last position of each sequence, moved to rows 0..B-1 (row b*n+n-1
+     * lies at or after row b, so moving in order b = 0, 1, ... is safe) */
+    for (int b = 0; n > 1 && b < B; b++)
+        memmove(s->x + (size_t)b * C, s->x + ((size_t)b * n + n - 1) * C, C * sizeof(float));
     rmsnorm_forward(s->xn, s->rstd, s->x, p->lnf_w, B, C, eps);
     matmul_forward(logits, s->xn, p->lm_head, NULL, B, C, V);  /* (B, V) */
+}
+
+/* tokens (B) at position t; the cache holds positions 0..t-1 of every
+ * sequence (positions < pad[b] are padding and never read by real tokens).
+ * logits (B, V). The caller guarantees t < c->cap and B <= c->B, s->B. */
+void opd_model_decode_step(const opd_model *m, opd_kv_cache *c,
+                           opd_decode_scratch *s, const int *tokens,
+                           const int *pad, int t, float *logits) {
+    decode_positions(m, c, s, tokens, pad, t, 1, logits);
+}
+
+int opd_model_prefill(const opd_model *m, opd_kv_cache *c, opd_decode_scratch *s,
+                      const int *tokens, const int *pad, int n, float *logits) {
+    if (n < 1 || n > c->cap)
+        return opd_set_error("opd_model_prefill: %d positions, the cache holds %d", n, c->cap);
+    if ((size_t)c->B * n > (size_t)s->B || s->cap < c->cap)
+        return opd_set_error("opd_model_prefill: scratch for %d rows of %d positions, need %d x %d rows "
+                             "and %d positions (opd_decode_scratch_init(s, cfg, B * n, cap))",
+                             s->B, s->cap, c->B, n, c->cap);
+    decode_positions(m, c, s, tokens, pad, 0, n, logits);
+    return 0;
 }

@@ -6,8 +6,10 @@
  * over queries) is done by one thread in a fixed order, so results do not
  * depend on the number of threads. */
 #include "opd.h"
+#include "vecmat.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ----------------------------------------------------------------- encoder */
@@ -74,13 +76,28 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout,
  * angles are computed in fp32 as transformers does, so logits match it. */
 static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
                         float theta, float sign) {
-    int half = hd / 2;
+    int half = hd / 2, maxpos = 0;
+    for (int n = 0; n < N; n++) if (pos[n] > maxpos) maxpos = pos[n];
+    // cos and sin of each (position, i) in use once, not once per row: a
+    // batch repeats every position B times (same expressions, same bits)
+    unsigned char *used = opd_calloc(maxpos + 1, 1);
+    for (int n = 0; n < N; n++) used[pos[n]] = 1;
+    float *cs = opd_malloc((size_t)(maxpos + 1) * half * 2 * sizeof(float));
+#pragma omp parallel for
+    for (int p = 0; p <= maxpos; p++) {
+        if (!used[p]) continue;
+        for (int i = 0; i < half; i++) {
+            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+            float angle = (float)p * inv_freq;
+            cs[((size_t)p * half + i) * 2] = cosf(angle);
+            cs[((size_t)p * half + i) * 2 + 1] = sinf(angle);
+        }
+    }
 #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
-            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-            float angle = (float)pos[n] * inv_freq;
-            float c = cosf(angle), s = sign * sinf(angle);
+            const float *csi = cs + ((size_t)pos[n] * half + i) * 2;
+            float c = csi[0], s = sign * csi[1];
             for (int h = 0; h < nh; h++) {
                 float *xh = x + ((size_t)n * nh + h) * hd;
                 float x1 = xh[i], x2 = xh[i + half];
@@ -89,6 +106,8 @@ static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
             }
         }
     }
+    free(cs);
+    free(used);
 }
 
 void rope_forward(float *x, const int *pos, int N, int nh, int hd, float theta) {
@@ -112,38 +131,44 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
     // q is (B,T,NH*hd), k, v are (B,T,NKV*hd), out is (B,T,NH*hd), att is (B,NH,T,T)
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(3)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            for (int t = 0; t < T; t++) {
+#pragma omp parallel
+    {
+        // kT (hd, T): this head's keys transposed, so that the scores of a
+        // query are accumulated over i in the outer loop with the keys j in
+        // the inner one, a loop the compiler vectorizes. Each score still sums
+        // its hd products in order from 0, so the bits are a plain dot's.
+        float *kT = opd_malloc((size_t)hd * T * sizeof(float));
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
                 int p = pad ? pad[b] : 0;
-                const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
                 const float *kb = k + (size_t)b * T * kvd + (h / group) * hd;
                 const float *vb = v + (size_t)b * T * kvd + (h / group) * hd;
-                float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                float *o = out + ((size_t)b * T + t) * qd + h * hd;
-                // the keys this query sees: [j0, t]
-                int j0 = t < p ? t : p;
-                memset(a, 0, T * sizeof(float));
-                float maxv = -INFINITY;
-                for (int j = j0; j <= t; j++) {
-                    const float *kj = kb + (size_t)j * kvd;
-                    float s = 0.0f;
-                    for (int i = 0; i < hd; i++) s += qt[i] * kj[i];
-                    a[j] = s * scale;
-                    if (a[j] > maxv) maxv = a[j];
-                }
-                // softmax shifted by the max so exp never overflows
-                float sum = 0.0f;
-                for (int j = j0; j <= t; j++) { a[j] = expf(a[j] - maxv); sum += a[j]; }
-                for (int j = j0; j <= t; j++) a[j] /= sum;
-                for (int i = 0; i < hd; i++) o[i] = 0.0f;
-                for (int j = j0; j <= t; j++) {
-                    const float *vj = vb + (size_t)j * kvd;
-                    for (int i = 0; i < hd; i++) o[i] += a[j] * vj[i];
+                for (int j = 0; j < T; j++)
+                    for (int i = 0; i < hd; i++) kT[(size_t)i * T + j] = kb[(size_t)j * kvd + i];
+                for (int t = 0; t < T; t++) {
+                    const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
+                    float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                    float *o = out + ((size_t)b * T + t) * qd + h * hd;
+                    // the keys this query sees: [j0, t]
+                    int j0 = t < p ? t : p;
+                    memset(a, 0, T * sizeof(float));
+                    vecmat_accumulate(a + j0, qt, kT + j0, T, hd, t - j0 + 1);   // q_t . k_j
+                    float maxv = -INFINITY;
+                    for (int j = j0; j <= t; j++) {
+                        a[j] *= scale;
+                        if (a[j] > maxv) maxv = a[j];
+                    }
+                    // softmax shifted by the max so exp never overflows
+                    float sum = 0.0f;
+                    for (int j = j0; j <= t; j++) { a[j] = expf(a[j] - maxv); sum += a[j]; }
+                    for (int j = j0; j <= t; j++) a[j] /= sum;
+                    for (int i = 0; i < hd; i++) o[i] = 0.0f;
+                    vecmat_accumulate(o, a + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);  // sum_j a_j v_j
                 }
             }
         }
+        free(kT);
     }
 }
 
@@ -162,50 +187,55 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
     // datt is (B,NH,T,T) scratch: dP, then overwritten by dS
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2)
-    for (int b = 0; b < B; b++) {
-        for (int kh = 0; kh < NKV; kh++) {
-            const float *kb = k + (size_t)b * T * kvd + kh * hd;
-            const float *vb = v + (size_t)b * T * kvd + kh * hd;
-            float *dkb = dk + (size_t)b * T * kvd + kh * hd;
-            float *dvb = dv + (size_t)b * T * kvd + kh * hd;
-            for (int h = kh * group; h < (kh + 1) * group; h++) {
-                for (int t = 0; t < T; t++) {
-                    const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
-                    const float *dot = dout + ((size_t)b * T + t) * qd + h * hd;
-                    float *dqt = dq + ((size_t)b * T + t) * qd + h * hd;
-                    const float *P = att + (((size_t)b * NH + h) * T + t) * T;
-                    float *dS = datt + (((size_t)b * NH + h) * T + t) * T;
-                    // 1. through out_t = sum_j P_tj v_j (causal: j <= t)
-                    for (int j = 0; j <= t; j++) {
-                        const float *vj = vb + (size_t)j * kvd;
-                        float *dvj = dvb + (size_t)j * kvd;
-                        float s = 0.0f;
-                        for (int i = 0; i < hd; i++) {
-                            s += dot[i] * vj[i];
-                            dvj[i] += P[j] * dot[i];
+#pragma omp parallel
+    {
+        // vT (hd, T): the kv head's values transposed, for dP as in the forward's
+        // scores (vectorized over j, each dP summed over i in order)
+        float *vT = opd_malloc((size_t)hd * T * sizeof(float));
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int kh = 0; kh < NKV; kh++) {
+                const float *kb = k + (size_t)b * T * kvd + kh * hd;
+                const float *vb = v + (size_t)b * T * kvd + kh * hd;
+                float *dkb = dk + (size_t)b * T * kvd + kh * hd;
+                float *dvb = dv + (size_t)b * T * kvd + kh * hd;
+                for (int j = 0; j < T; j++)
+                    for (int i = 0; i < hd; i++) vT[(size_t)i * T + j] = vb[(size_t)j * kvd + i];
+                for (int h = kh * group; h < (kh + 1) * group; h++) {
+                    for (int t = 0; t < T; t++) {
+                        const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
+                        const float *dot = dout + ((size_t)b * T + t) * qd + h * hd;
+                        float *dqt = dq + ((size_t)b * T + t) * qd + h * hd;
+                        const float *P = att + (((size_t)b * NH + h) * T + t) * T;
+                        float *dS = datt + (((size_t)b * NH + h) * T + t) * T;
+                        // 1. through out_t = sum_j P_tj v_j (causal: j <= t)
+                        for (int j = 0; j <= t; j++) dS[j] = 0.0f;
+                        vecmat_accumulate(dS, dot, vT, T, hd, t + 1);   // dP_tj = dout_t . v_j, for now
+                        for (int j = 0; j <= t; j++) {
+                            float *dvj = dvb + (size_t)j * kvd;
+                            for (int i = 0; i < hd; i++) dvj[i] += P[j] * dot[i];
                         }
-                        dS[j] = s;   // dP for now
-                    }
-                    // 2. through the softmax
-                    float pdp = 0.0f;
-                    for (int j = 0; j <= t; j++) pdp += P[j] * dS[j];
-                    for (int j = 0; j <= t; j++) dS[j] = P[j] * (dS[j] - pdp);
-                    for (int j = t + 1; j < T; j++) dS[j] = 0.0f;
-                    // 3. through S_tj = scale * q_t . k_j
-                    for (int j = 0; j <= t; j++) {
-                        if (dS[j] == 0.0f) continue;   // masked keys, pad rows
-                        const float *kj = kb + (size_t)j * kvd;
-                        float *dkj = dkb + (size_t)j * kvd;
-                        float g = scale * dS[j];
-                        for (int i = 0; i < hd; i++) {
-                            dqt[i] += g * kj[i];
-                            dkj[i] += g * qt[i];
+                        // 2. through the softmax
+                        float pdp = 0.0f;
+                        for (int j = 0; j <= t; j++) pdp += P[j] * dS[j];
+                        for (int j = 0; j <= t; j++) dS[j] = P[j] * (dS[j] - pdp);
+                        for (int j = t + 1; j < T; j++) dS[j] = 0.0f;
+                        // 3. through S_tj = scale * q_t . k_j
+                        for (int j = 0; j <= t; j++) {
+                            if (dS[j] == 0.0f) continue;   // masked keys, pad rows
+                            const float *kj = kb + (size_t)j * kvd;
+                            float *dkj = dkb + (size_t)j * kvd;
+                            float g = scale * dS[j];
+                            for (int i = 0; i < hd; i++) {
+                                dqt[i] += g * kj[i];
+                                dkj[i] += g * qt[i];
+                            }
                         }
                     }
                 }
             }
         }
+        free(vT);
     }
     (void)pad;   // the mask is already in att (P = 0 where masked)
 }

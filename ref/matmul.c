@@ -8,8 +8,9 @@
  * an element depends on where the split falls (measured on the model's
  * shapes: 1 vs 2 threads differ by ~1e-7; the Cooperlake/SkylakeX kernels
  * happen to agree). So the BLAS backend partitions C itself: into blocks of
- * rows (or, for the long-K weight gradients, of columns when C is wider than
- * tall) whose size depends only on the shape, one single-threaded
+ * rows (or of columns: for the long-K weight gradients when C is wider than
+ * tall, and for gemms of at most 16 rows, the decode step's) whose size
+ * depends only on the shape, one single-threaded
  * cblas_sgemm per block (OpenBLAS's OpenMP build runs single-threaded inside
  * a parallel region), the blocks spread over OpenMP threads. A block's result is the
  * same whichever thread computes it, so the thread count cannot change a
@@ -198,11 +199,18 @@ static int blas_fat_blocks(int M, int N, int K) {
     return K >= 2048 && M >= 64 && N >= 64;
 }
 
+/* A gemm of one row block (the decode step: B rows, one token per
+ * sequence) would run on one thread; split it by columns instead, 64-wide
+ * blocks, so every thread reads its share of the weights. */
+static int blas_few_rows(int M, int N) {
+    return M <= 16 && N >= 128;
+}
+
 static void sgemm_blas_blocked(int transA, int transB, int M, int N, int K, float alpha,
                                const float *A, int lda, const float *B, int ldb,
                                float beta, float *C, int ldc) {
-    int fat = blas_fat_blocks(M, N, K), by_cols = fat && N > M;
-    int D = by_cols ? N : M, size = blas_block_size(D, fat ? 64 : 16);
+    int fat = blas_fat_blocks(M, N, K), by_cols = (fat && N > M) || blas_few_rows(M, N);
+    int D = by_cols ? N : M, size = blas_block_size(D, by_cols ? 64 : 16);
     int nblocks = (D + size - 1) / size;
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblocks; blk++) {

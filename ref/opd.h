@@ -356,17 +356,20 @@ int opd_sample_token(const float *logits, int V, const opd_sampler_config *s,
 /* --------------------------------------------------------- KV cache, decode */
 typedef struct {
     int L, B, cap, kv_dim;   /* cap: positions held = prompt + horizon */
-    float *k, *v;            /* (L, B, cap, NKV*hd) */
+    float *k;                /* (L, B, NKV*hd, cap) keys transposed: a query's
+                                scores run over contiguous positions */
+    float *v;                /* (L, B, cap, NKV*hd) */
 } opd_kv_cache;
 
 int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int cap);
 void opd_kv_cache_free(opd_kv_cache *c);
 size_t opd_kv_cache_bytes(const opd_kv_cache *c);
 
-/* Per-call scratch of the decode step (one token per sequence). */
+/* Per-call scratch of the decode step: B rows (one token per sequence), or
+ * B * n rows for a prefill of n positions of B sequences. */
 typedef struct {
-    int B, cap;
-    float *x, *xn, *q, *k, *v, *atty, *tmp, *gate, *up, *att; /* sized for B */
+    int B, cap;              /* B: rows */
+    float *x, *xn, *q, *k, *v, *atty, *tmp, *gate, *up, *att; /* sized for B rows */
     float *rstd;             /* (B) RMSNorm statistics, unused by decode */
     int *pos;                /* (B) RoPE position of each sequence's token */
 } opd_decode_scratch;
@@ -380,6 +383,12 @@ void opd_decode_scratch_free(opd_decode_scratch *s);
 void opd_model_decode_step(const opd_model *m, opd_kv_cache *c,
                            opd_decode_scratch *s, const int *tokens,
                            const int *pad, int t, float *logits);
+/* Prefill: positions 0..n-1 of every sequence in one pass, tokens (B, n)
+ * (B = c->B): the cache ends as after n decode steps (equal up to rounding:
+ * the matmuls see B*n rows at once), logits (B, V) of position n-1. s needs
+ * B * n rows (opd_decode_scratch_init(s, cfg, B * n, cap)). */
+int opd_model_prefill(const opd_model *m, opd_kv_cache *c, opd_decode_scratch *s,
+                      const int *tokens, const int *pad, int n, float *logits);
 
 /* ---------------------------------------------------------------- rollouts */
 typedef struct {

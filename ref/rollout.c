@@ -67,7 +67,7 @@ int opd_rollout_sample(const opd_model *student, const int *prompts,
     opd_kv_cache cache;
     opd_decode_scratch ds;
     if (opd_kv_cache_init(&cache, cfg, B, S) != 0 ||
-        opd_decode_scratch_init(&ds, cfg, B, S) != 0) {
+        opd_decode_scratch_init(&ds, cfg, B * P, S) != 0) {   /* B*P rows: the prefill */
         opd_kv_cache_free(&cache);
         opd_rollout_free(out);
         return -1;
@@ -79,14 +79,11 @@ int opd_rollout_sample(const opd_model *student, const int *prompts,
     int *done = opd_calloc(B, sizeof(int));
     int err = 0;
 
-    /* prefill: the prompt positions one decode step at a time; the logits of
-     * the last prompt position predict the first generated token */
-    for (int t = 0; t < P; t++) {
-        for (int b = 0; b < B; b++) step_tokens[b] = prompts[(size_t)b * P + t];
-        opd_model_decode_step(student, &cache, &ds, step_tokens, pad, t, logits);
-    }
+    /* prefill: all prompt positions in one pass; the logits of the last
+     * prompt position predict the first generated token */
+    if (opd_model_prefill(student, &cache, &ds, prompts, pad, P, logits) != 0) err = 2;
 
-    for (int i = 0; i < H; i++) {
+    for (int i = 0; i < H && !err; i++) {
         /* sample generated token i of every live sequence, keyed by its
          * stable id and its index in the rollout, never its batch slot */
         #pragma omp parallel for schedule(static)
@@ -129,6 +126,7 @@ int opd_rollout_sample(const opd_model *student, const int *prompts,
     opd_decode_scratch_free(&ds);
     if (err) {
         opd_rollout_free(out);
+        if (err == 2) return -1;   /* the prefill's message stands */
         return opd_set_error("opd_rollout_sample: sampling failed (non-finite logits from the student?)");
     }
     return 0;

@@ -469,11 +469,13 @@ static void mid_config(opd_config *c) {
 
 static void test_determinism_threads(void) {
     int saved = omp_get_max_threads();
-    // 1. the sgemm itself at the real model's shapes (N = 16 x 288 rows):
-    //    forward, dinp and dweight of d=128/ffn 512, d=256/ffn 1024, vocab 64
-    {
-        int N = 16 * 288, shapes[][2] = {{128, 128}, {128, 512}, {512, 128}, {256, 256},
-                                         {256, 1024}, {1024, 256}, {128, 64}, {256, 64}};
+    // 1. the sgemm itself at the real model's shapes (N = 16 x 288 rows, and
+    //    N = 16: a decode step of batch 16, split by columns): forward, dinp
+    //    and dweight of d=128/ffn 512, d=256/ffn 1024, vocab 64
+    for (int rows = 0; rows < 2; rows++) {
+        int N = rows == 0 ? 16 * 288 : 16;
+        int shapes[][2] = {{128, 128}, {128, 512}, {512, 128}, {256, 256},
+                           {256, 1024}, {1024, 256}, {128, 64}, {256, 64}};
         int ns = sizeof shapes / sizeof shapes[0], ok = 1;
         for (int s = 0; s < ns; s++) {
             int C = shapes[s][0], OC = shapes[s][1];
@@ -496,8 +498,8 @@ static void test_determinism_threads(void) {
             for (int th = 0; th < 2; th++) for (int j = 0; j < 3; j++) free(r[th][j]);
             free(inp); free(w); free(dout);
         }
-        printf("    OpenBLAS (%s) sgemm, %d model shapes x fwd/dinp/dweight, 1 vs 2 threads: %s\n",
-               openblas_get_corename(), ns, ok ? "bit-identical" : "DIFFERENT");
+        printf("    OpenBLAS (%s) sgemm, N = %d, %d model shapes x fwd/dinp/dweight, 1 vs 2 threads: %s\n",
+               openblas_get_corename(), N, ns, ok ? "bit-identical" : "DIFFERENT");
         CU_ASSERT(ok);
     }
     // 2. the whole model, forward and backward

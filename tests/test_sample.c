@@ -395,6 +395,52 @@ static void test_decode_matches_forward(void) {
     opd_model_free(&m);
 }
 
+/* The prefill is P decode steps in one pass: the cache it leaves (keys and
+ * values of every layer, pads included) and the last position's logits are
+ * those of the step-by-step decode, up to rounding (its matmuls see B*P rows
+ * at once; 1e-5 as above). A scratch too small for B*P rows is an error. */
+static void test_prefill_matches_decode_steps(void) {
+    opd_model m;
+    random_model(&m, 40, 10.0f);
+    const opd_config *cfg = &m.cfg;
+    enum { B = 3, P = 24 };
+    int V = cfg->vocab_size;
+    int tokens[B * P], pad[B] = {0, 5, 11}, col_tokens[B];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < P; t++)
+            tokens[b * P + t] = t < pad[b] ? 0 : (int)(opd_uniform(4, b, t, 0, 0) * V);
+    opd_kv_cache c1, c2;
+    opd_decode_scratch s1, s2;
+    CU_ASSERT_FATAL(opd_kv_cache_init(&c1, cfg, B, P + 4) == 0);
+    CU_ASSERT_FATAL(opd_kv_cache_init(&c2, cfg, B, P + 4) == 0);
+    CU_ASSERT_FATAL(opd_decode_scratch_init(&s1, cfg, B, P + 4) == 0);
+    float steps_logits[B * 32], prefill_logits[B * 32];
+    for (int t = 0; t < P; t++) {
+        for (int b = 0; b < B; b++) col_tokens[b] = tokens[b * P + t];
+        opd_model_decode_step(&m, &c1, &s1, col_tokens, pad, t, steps_logits);
+    }
+    /* s1 holds B rows: too few for a prefill of B x P */
+    CU_ASSERT(opd_model_prefill(&m, &c2, &s1, tokens, pad, P, prefill_logits) == -1);
+    CU_ASSERT(strstr(opd_last_error(), "opd_model_prefill") != NULL);
+    CU_ASSERT_FATAL(opd_decode_scratch_init(&s2, cfg, B * P, P + 4) == 0);
+    CU_ASSERT_FATAL(opd_model_prefill(&m, &c2, &s2, tokens, pad, P, prefill_logits) == 0);
+
+    double e_logits = opd_max_abs_diff(prefill_logits, steps_logits, B * V), max_kv = 0;
+    size_t n = (size_t)c1.L * B * c1.cap * c1.kv_dim;   /* the whole cache */
+    double e_kv = fmax(opd_max_abs_diff(c2.k, c1.k, n), opd_max_abs_diff(c2.v, c1.v, n));
+    for (size_t i = 0; i < n; i++) max_kv = fmax(max_kv, fabs(c1.k[i]));
+    printf("\n  prefill vs %d decode steps: max |dlogit| %.3g, max |dk|, |dv| %.3g (max |k| %.2f)",
+           P, e_logits, e_kv, max_kv);
+    CU_ASSERT(e_logits < 1e-5);
+    CU_ASSERT(e_kv < 1e-5 * fmax(1.0, max_kv));
+    CU_ASSERT(max_kv > 1.0);
+    opd_kv_cache_free(&c1);
+    opd_kv_cache_free(&c2);
+    opd_decode_scratch_free(&s1);
+    opd_decode_scratch_free(&s2);
+    opd_model_free(&m);
+}
+
 /* What the loss relies on: a rollout's log-probs are the full forward's
  * log-softmax over [prompt; rollout] at the position before each generated
  * token (the sampler's log-prob is at temperature 1, unfiltered, whatever
@@ -461,6 +507,7 @@ int main(void) {
         {"rollout EOS, truncation, padding", test_rollout_eos_truncation_padding},
         {"rollout thread and batch-order invariance", test_rollout_determinism},
         {"decode matches forward", test_decode_matches_forward},
+        {"prefill matches the decode steps", test_prefill_matches_decode_steps},
         {"rollout logprobs match the full forward", test_rollout_logprobs_match_forward},
         {"KV cache sized by horizon", test_cache_sized_by_horizon},
         {0, 0}};
