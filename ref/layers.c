@@ -6,7 +6,6 @@
  * over queries) is done by one thread in a fixed order, so results do not
  * depend on the number of threads. */
 #include "opd.h"
-#include "vecmat.h"
 
 #include <math.h>
 #include <stdlib.h>
