@@ -6,7 +6,6 @@
  * over queries) is done by one thread in a fixed order, so results do not
  * depend on the number of threads. */
 #include "opd.h"
-#include "vecmat.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -124,51 +123,56 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
 /* Causal grouped-query attention with left padding. Query head h reads
  * key/value head h / (NH/NKV). Sequence b has pad[b] leading pad tokens: no
  * real query sees them (keys j < pad[b] masked), and a pad query row attends
- * to itself only, so its softmax is well defined (output = its own value). */
+ * to itself only, so its softmax is well defined (output = its own value).
+ *
+ * Why gemms: per (b, h) the scores S = scale Q K^T and the output P V are
+ * (T,hd)x(hd,T) and (T,T)x(T,hd) products; one sgemm each runs them several
+ * times faster than one query at a time. Causal: query rows go in blocks of
+ * ATT_QB, and a block's products stop at its last row's key, so the blocks
+ * above the diagonal are never computed. Determinism as in matmul.c: the
+ * parallel loop is ours, over (b, h); each opd_sgemm inside it runs on one
+ * thread (nested regions are inactive, and OpenBLAS does not thread inside a
+ * parallel region), so the bits do not depend on the thread count. */
+#define ATT_QB 64
+
 void attention_forward(float *out, float *att, const float *q, const float *k,
                        const float *v, const int *pad, int B, int T, int NH,
                        int NKV, int hd) {
     // q is (B,T,NH*hd), k, v are (B,T,NKV*hd), out is (B,T,NH*hd), att is (B,NH,T,T)
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel
-    {
-        // kT (hd, T): this head's keys transposed, so that the scores of a
-        // query are accumulated over i in the outer loop with the keys j in
-        // the inner one, a loop the compiler vectorizes. Each score still sums
-        // its hd products in order from 0, so the bits are a plain dot's.
-        float *kT = opd_malloc((size_t)hd * T * sizeof(float));
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++) {
-            for (int h = 0; h < NH; h++) {
-                int p = pad ? pad[b] : 0;
-                const float *kb = k + (size_t)b * T * kvd + (h / group) * hd;
-                const float *vb = v + (size_t)b * T * kvd + (h / group) * hd;
-                for (int j = 0; j < T; j++)
-                    for (int i = 0; i < hd; i++) kT[(size_t)i * T + j] = kb[(size_t)j * kvd + i];
-                for (int t = 0; t < T; t++) {
-                    const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
-                    float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                    float *o = out + ((size_t)b * T + t) * qd + h * hd;
-                    // the keys this query sees: [j0, t]
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            int p = pad ? pad[b] : 0;
+            const float *qb = q + (size_t)b * T * qd + h * hd;                // (T,hd), row stride qd
+            const float *kb = k + (size_t)b * T * kvd + (h / group) * hd;     // (T,hd), row stride kvd
+            const float *vb = v + (size_t)b * T * kvd + (h / group) * hd;     // (T,hd), row stride kvd
+            float *ab = att + ((size_t)b * NH + h) * T * T;                   // (T,T)
+            float *ob = out + (size_t)b * T * qd + h * hd;                    // (T,hd), row stride qd
+            for (int t0 = 0; t0 < T; t0 += ATT_QB) {
+                int t1 = t0 + ATT_QB < T ? t0 + ATT_QB : T, m = t1 - t0;
+                // S[t0:t1, 0:t1] (m,t1) = scale Q[t0:t1] (m,hd) K[0:t1]^T (hd,t1)
+                opd_sgemm(0, 1, m, t1, hd, scale, qb + (size_t)t0 * qd, qd, kb, kvd,
+                          0.0f, ab + (size_t)t0 * T, T);
+                for (int t = t0; t < t1; t++) {
+                    float *a = ab + (size_t)t * T;
+                    // the keys this query sees: [j0, t]; the rest of the row is 0
                     int j0 = t < p ? t : p;
-                    memset(a, 0, T * sizeof(float));
-                    vecmat_accumulate(a + j0, qt, kT + j0, T, hd, t - j0 + 1);   // q_t . k_j
                     float maxv = -INFINITY;
-                    for (int j = j0; j <= t; j++) {
-                        a[j] *= scale;
-                        if (a[j] > maxv) maxv = a[j];
-                    }
+                    for (int j = j0; j <= t; j++) if (a[j] > maxv) maxv = a[j];
                     // softmax shifted by the max so exp never overflows
                     float sum = 0.0f;
                     for (int j = j0; j <= t; j++) { a[j] = expf(a[j] - maxv); sum += a[j]; }
                     for (int j = j0; j <= t; j++) a[j] /= sum;
-                    for (int i = 0; i < hd; i++) o[i] = 0.0f;
-                    vecmat_accumulate(o, a + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);  // sum_j a_j v_j
+                    for (int j = 0; j < j0; j++) a[j] = 0.0f;
+                    for (int j = t + 1; j < T; j++) a[j] = 0.0f;
                 }
+                // out[t0:t1] (m,hd) = P[t0:t1, 0:t1] (m,t1) V[0:t1] (t1,hd)
+                opd_sgemm(0, 0, m, hd, t1, 1.0f, ab + (size_t)t0 * T, T, vb, kvd,
+                          0.0f, ob + (size_t)t0 * qd, qd);
             }
         }
-        free(kT);
     }
 }
 
@@ -177,9 +181,12 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
  *   P_t     = softmax(S_t)             ->  dS_tj = P_tj (dP_tj - sum_k P_tk dP_tk)
  *   S_tj    = scale q_t . k_j          ->  dq_t += scale sum_j dS_tj k_j,
  *                                          dk_j += scale dS_tj q_t
- * Masked entries have P = 0, hence dS = 0: they need no special case. dk and
- * dv of a kv head sum over every query head of its group and every query
- * position, so one thread owns one (b, kv head) and loops over them in order. */
+ * Masked entries have P = 0, hence dS = 0: they need no special case. As in
+ * the forward, each line is a gemm over a block of ATT_QB query rows and the
+ * keys up to its last row: dP = dout V^T, dv += P^T dout, dq += scale dS K,
+ * dk += scale dS^T Q. dk and dv of a kv head sum over every query head of its
+ * group and every query block, so one thread owns one (b, kv head) and loops
+ * over them in order; its gemms are single-threaded (see the forward). */
 void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
                         const float *v, const float *att, const int *pad,
@@ -187,55 +194,47 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
     // datt is (B,NH,T,T) scratch: dP, then overwritten by dS
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel
-    {
-        // vT (hd, T): the kv head's values transposed, for dP as in the forward's
-        // scores (vectorized over j, each dP summed over i in order)
-        float *vT = opd_malloc((size_t)hd * T * sizeof(float));
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++) {
-            for (int kh = 0; kh < NKV; kh++) {
-                const float *kb = k + (size_t)b * T * kvd + kh * hd;
-                const float *vb = v + (size_t)b * T * kvd + kh * hd;
-                float *dkb = dk + (size_t)b * T * kvd + kh * hd;
-                float *dvb = dv + (size_t)b * T * kvd + kh * hd;
-                for (int j = 0; j < T; j++)
-                    for (int i = 0; i < hd; i++) vT[(size_t)i * T + j] = vb[(size_t)j * kvd + i];
-                for (int h = kh * group; h < (kh + 1) * group; h++) {
-                    for (int t = 0; t < T; t++) {
-                        const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
-                        const float *dot = dout + ((size_t)b * T + t) * qd + h * hd;
-                        float *dqt = dq + ((size_t)b * T + t) * qd + h * hd;
-                        const float *P = att + (((size_t)b * NH + h) * T + t) * T;
-                        float *dS = datt + (((size_t)b * NH + h) * T + t) * T;
-                        // 1. through out_t = sum_j P_tj v_j (causal: j <= t)
-                        for (int j = 0; j <= t; j++) dS[j] = 0.0f;
-                        vecmat_accumulate(dS, dot, vT, T, hd, t + 1);   // dP_tj = dout_t . v_j, for now
-                        for (int j = 0; j <= t; j++) {
-                            float *dvj = dvb + (size_t)j * kvd;
-                            for (int i = 0; i < hd; i++) dvj[i] += P[j] * dot[i];
-                        }
-                        // 2. through the softmax
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int kh = 0; kh < NKV; kh++) {
+            const float *kb = k + (size_t)b * T * kvd + kh * hd;   // (T,hd), row stride kvd
+            const float *vb = v + (size_t)b * T * kvd + kh * hd;
+            float *dkb = dk + (size_t)b * T * kvd + kh * hd;
+            float *dvb = dv + (size_t)b * T * kvd + kh * hd;
+            for (int h = kh * group; h < (kh + 1) * group; h++) {
+                const float *qb = q + (size_t)b * T * qd + h * hd;      // (T,hd), row stride qd
+                const float *dob = dout + (size_t)b * T * qd + h * hd;
+                float *dqb = dq + (size_t)b * T * qd + h * hd;
+                const float *Pb = att + ((size_t)b * NH + h) * T * T;   // (T,T)
+                float *dSb = datt + ((size_t)b * NH + h) * T * T;       // (T,T)
+                for (int t0 = 0; t0 < T; t0 += ATT_QB) {
+                    int t1 = t0 + ATT_QB < T ? t0 + ATT_QB : T, m = t1 - t0;
+                    const float *P = Pb + (size_t)t0 * T;   // rows t0..t1-1, (m,t1) used
+                    float *dS = dSb + (size_t)t0 * T;
+                    // 1. through out = P V: dP (m,t1) = dout[t0:t1] (m,hd) V[0:t1]^T (hd,t1),
+                    //    dv[0:t1] (t1,hd) += P^T (t1,m) dout[t0:t1] (m,hd)
+                    opd_sgemm(0, 1, m, t1, hd, 1.0f, dob + (size_t)t0 * qd, qd, vb, kvd,
+                              0.0f, dS, T);
+                    opd_sgemm(1, 0, t1, hd, m, 1.0f, P, T, dob + (size_t)t0 * qd, qd,
+                              1.0f, dvb, kvd);
+                    // 2. through the softmax, row by row (causal: j <= t)
+                    for (int t = t0; t < t1; t++) {
+                        const float *Pt = Pb + (size_t)t * T;
+                        float *dSt = dSb + (size_t)t * T;
                         float pdp = 0.0f;
-                        for (int j = 0; j <= t; j++) pdp += P[j] * dS[j];
-                        for (int j = 0; j <= t; j++) dS[j] = P[j] * (dS[j] - pdp);
-                        for (int j = t + 1; j < T; j++) dS[j] = 0.0f;
-                        // 3. through S_tj = scale * q_t . k_j
-                        for (int j = 0; j <= t; j++) {
-                            if (dS[j] == 0.0f) continue;   // masked keys, pad rows
-                            const float *kj = kb + (size_t)j * kvd;
-                            float *dkj = dkb + (size_t)j * kvd;
-                            float g = scale * dS[j];
-                            for (int i = 0; i < hd; i++) {
-                                dqt[i] += g * kj[i];
-                                dkj[i] += g * qt[i];
-                            }
-                        }
+                        for (int j = 0; j <= t; j++) pdp += Pt[j] * dSt[j];
+                        for (int j = 0; j <= t; j++) dSt[j] = Pt[j] * (dSt[j] - pdp);
+                        for (int j = t + 1; j < T; j++) dSt[j] = 0.0f;
                     }
+                    // 3. through S = scale Q K^T: dq[t0:t1] (m,hd) += scale dS (m,t1) K[0:t1] (t1,hd),
+                    //    dk[0:t1] (t1,hd) += scale dS^T (t1,m) Q[t0:t1] (m,hd)
+                    opd_sgemm(0, 0, m, hd, t1, scale, dS, T, kb, kvd, 1.0f,
+                              dqb + (size_t)t0 * qd, qd);
+                    opd_sgemm(1, 0, t1, hd, m, scale, dS, T, qb + (size_t)t0 * qd, qd,
+                              1.0f, dkb, kvd);
                 }
             }
         }
-        free(vT);
     }
     (void)pad;   // the mask is already in att (P = 0 where masked)
 }

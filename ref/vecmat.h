@@ -1,5 +1,5 @@
-/* vecmat.h — the one inner loop attention needs, shared by layers.c and
- * decode.c (internal to libopd, not part of the API). */
+/* vecmat.h — the inner loop of decode.c's one-query attention (internal to
+ * libopd, not part of the API; layers.c's attention runs on opd_sgemm). */
 #ifndef OPD_VECMAT_H
 #define OPD_VECMAT_H
 
@@ -7,9 +7,9 @@
 
 /* y (n) += x (m) @ M (m, n), M row-major with leading dimension ld: each
  * y[c] adds x[r] * M[r][c] for r = 0, 1, ..., m-1 in that order, exactly as
- * a plain loop over r would. Attention uses it for scores (x a query, M the
- * transposed keys), weighted sums of values (x the probabilities, M the
- * values) and dP.
+ * a plain loop over r would. Decode uses it for scores (x a query, M the
+ * transposed keys) and weighted sums of values (x the probabilities, M the
+ * values).
  *
  * Why four rows per pass: a loop that adds one row at a time loads and
  * stores y once per row, and each load waits for the previous store; adding
