@@ -131,7 +131,7 @@ static void test_vocab_file_matches_builtin(void) {
     /* saving the built-in vocabulary reproduces the file byte for byte */
     tmp_path(saved, sizeof saved, "saved_vocab.txt");
     CU_ASSERT_EQUAL(opd_tokenizer_save(&builtin, saved), 0);
-    size_t la, lb;
+    size_t la = 0, lb = 0;
     char *a = slurp(path, &la), *b = slurp(saved, &lb);
     CU_ASSERT_FATAL(a && b);
     CU_ASSERT(la == lb && memcmp(a, b, la) == 0);
@@ -237,7 +237,7 @@ static void test_generator_reproducible(void) {
     CU_ASSERT_EQUAL(opd_dataset_write_csv(p1, a, 100), 0);
     CU_ASSERT_EQUAL(opd_dataset_write_csv(p2, b, 100), 0);
     CU_ASSERT_EQUAL(opd_dataset_write_csv(p3, d, 100), 0);
-    size_t l1, l2, l3;
+    size_t l1 = 0, l2 = 0, l3 = 0;
     char *f1 = slurp(p1, &l1), *f2 = slurp(p2, &l2), *f3 = slurp(p3, &l3);
     CU_ASSERT_FATAL(f1 && f2 && f3);
     CU_ASSERT(l1 == l2 && memcmp(f1, f2, l1) == 0);
@@ -364,7 +364,7 @@ static void test_dataset_csv_roundtrip(void) {
     char path[1024];
     tmp_path(path, sizeof path, "valid.csv");
     CU_ASSERT_EQUAL_FATAL(opd_dataset_write_csv(path, a, n), 0);
-    size_t len;
+    size_t len = 0;
     char *text = slurp(path, &len);
     CU_ASSERT_FATAL(text != NULL);
     CU_ASSERT(strncmp(text, "id,steps,prompt,solution,answer\n", 32) == 0);
