@@ -17,33 +17,6 @@
 #define TRY(call) do { if ((call) != 0) return -1; } while (0)
 
 /* ------------------------------------------------------------ rollouts */
-/* The checks of opd_rollout_sample, word for word, so that a bad batch
- * gives the same message on both devices. */
-static int rollout_check(const opd_config *cfg, const int *prompts, const int *pad, int B, int P,
-                         int H, const opd_rollout_config *rc) {
-    int V = cfg->vocab_size;
-    if (B < 1 || P < 1 || H < 0)
-        return opd_set_error("opd_rollout_sample: need batch >= 1, prompt length >= 1, horizon >= 0 (got %d, %d, %d)", B, P, H);
-    if (P + H > cfg->max_seq_len)
-        return opd_set_error("opd_rollout_sample: prompt %d + horizon %d exceeds max_seq_len %d", P, H, cfg->max_seq_len);
-    if (rc->eos_id >= V || rc->pad_id < 0 || rc->pad_id >= V)
-        return opd_set_error("opd_rollout_sample: eos_id %d / pad_id %d outside the vocabulary (%d)", rc->eos_id, rc->pad_id, V);
-    for (int b = 0; b < B; b++) {
-        if (pad[b] < 0 || pad[b] >= P)
-            return opd_set_error("opd_rollout_sample: sequence %d has pad %d, need 0 <= pad < prompt length %d", b, pad[b], P);
-        for (int t = 0; t < P; t++) {
-            int tok = prompts[(size_t)b * P + t];
-            if (tok < 0 || tok >= V)
-                return opd_set_error("opd_rollout_sample: prompt token %d at (%d, %d) outside the vocabulary (%d)", tok, b, t, V);
-        }
-    }
-    if (rc->sampler.temperature < 0.0f || rc->sampler.top_k < 0 ||
-        !(rc->sampler.top_p > 0.0f && rc->sampler.top_p <= 1.0f))
-        return opd_set_error("opd_rollout_sample: invalid sampler (temperature %g, top_k %d, top_p %g)",
-                             rc->sampler.temperature, rc->sampler.top_k, rc->sampler.top_p);
-    return 0;
-}
-
 /* Device buffers of one rollout (B, V) and the host mirrors of the
  * per-token values the host's loop needs. */
 typedef struct {
@@ -141,7 +114,7 @@ int opd_cuda_rollout_sample(opd_cuda *cu, const opd_cuda_model *student, const i
                             const int *pad, const uint32_t *seq_ids, int B, int P, int H,
                             const opd_rollout_config *rc, opd_rollout *out) {
     memset(out, 0, sizeof *out);
-    TRY(rollout_check(&student->cfg, prompts, pad, B, P, H, rc));
+    TRY(opd_rollout_check(&student->cfg, prompts, pad, B, P, H, rc));
     int S = P + H;   /* S: row length of out->tokens */
     out->B = B; out->P = P; out->H = H;
     out->tokens = opd_malloc((size_t)B * S * sizeof(int));

@@ -417,6 +417,10 @@ int opd_rollout_sample(const opd_model *student, const int *prompts,
                        const int *pad, const uint32_t *seq_ids, int B, int P,
                        int H, const opd_rollout_config *rc, opd_rollout *out);
 void opd_rollout_free(opd_rollout *r);
+/* The input checks of opd_rollout_sample alone (shapes, token ids, sampler):
+ * 0, or -1 with the message set. */
+int opd_rollout_check(const opd_config *cfg, const int *prompts, const int *pad,
+                      int B, int P, int H, const opd_rollout_config *rc);
 
 /* ------------------------------------------------------ distillation losses */
 typedef enum {

@@ -18,15 +18,14 @@ void opd_rollout_free(opd_rollout *r) {
     memset(r, 0, sizeof *r);
 }
 
-int opd_rollout_sample(const opd_model *student, const int *prompts,
-                       const int *pad, const uint32_t *seq_ids, int B, int P,
-                       int H, const opd_rollout_config *rc, opd_rollout *out) {
-    const opd_config *cfg = &student->cfg;
-    int V = cfg->vocab_size, S = P + H;   /* S: row length of out->tokens */
-    memset(out, 0, sizeof *out);
+/* The inputs of a rollout, checked before any work: shared by the CUDA
+ * path (gpu/step_cuda.c) so a bad batch gives the same message there. */
+int opd_rollout_check(const opd_config *cfg, const int *prompts, const int *pad,
+                      int B, int P, int H, const opd_rollout_config *rc) {
+    int V = cfg->vocab_size;
     if (B < 1 || P < 1 || H < 0)
         return opd_set_error("opd_rollout_sample: need batch >= 1, prompt length >= 1, horizon >= 0 (got %d, %d, %d)", B, P, H);
-    if (S > cfg->max_seq_len)
+    if (P + H > cfg->max_seq_len)
         return opd_set_error("opd_rollout_sample: prompt %d + horizon %d exceeds max_seq_len %d", P, H, cfg->max_seq_len);
     /* eos_id < 0: no end-of-sequence token, every rollout runs to H (benchmarks) */
     if (rc->eos_id >= V || rc->pad_id < 0 || rc->pad_id >= V)
@@ -46,6 +45,16 @@ int opd_rollout_sample(const opd_model *student, const int *prompts,
         !(rc->sampler.top_p > 0.0f && rc->sampler.top_p <= 1.0f))
         return opd_set_error("opd_rollout_sample: invalid sampler (temperature %g, top_k %d, top_p %g)",
                              rc->sampler.temperature, rc->sampler.top_k, rc->sampler.top_p);
+    return 0;
+}
+
+int opd_rollout_sample(const opd_model *student, const int *prompts,
+                       const int *pad, const uint32_t *seq_ids, int B, int P,
+                       int H, const opd_rollout_config *rc, opd_rollout *out) {
+    const opd_config *cfg = &student->cfg;
+    int V = cfg->vocab_size, S = P + H;   /* S: row length of out->tokens */
+    memset(out, 0, sizeof *out);
+    if (opd_rollout_check(cfg, prompts, pad, B, P, H, rc) != 0) return -1;
 
     out->B = B; out->P = P; out->H = H;
     out->tokens = opd_malloc((size_t)B * (S > 0 ? S : 1) * sizeof(int));
