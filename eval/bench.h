@@ -11,4 +11,10 @@
  * Returns a process exit code (0 ok). */
 int opd_bench_matmul(int argc, char **argv);
 
+/* A benchmark model: vocabulary V, width d, l layers of h heads (no GQA),
+ * SwiGLU hidden size f, max_seq positions; the rest opd_config_default's.
+ * The issue-8 pair is (128, 4, 4, 512) and (256, 6, 8, 1024). */
+#include "opd.h"
+void bench_model_config(opd_config *c, int V, int d, int l, int h, int f, int max_seq);
+
 #endif

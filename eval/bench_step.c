@@ -4,6 +4,7 @@
  * Each horizon runs in its own process (this binary re-executed with
  * --rho), because a process's peak RSS can only grow: measuring the three in
  * one process would report the largest for all. */
+#include "bench.h"
 #include "cli.h"
 
 #include <spawn.h>
@@ -23,7 +24,7 @@ typedef struct {
     int V;
 } bench_cfg;
 
-static void model_cfg(opd_config *c, int V, int d, int l, int h, int f, int max_seq) {
+void bench_model_config(opd_config *c, int V, int d, int l, int h, int f, int max_seq) {
     opd_config_default(c);
     c->vocab_size = V;
     c->d_model = d;
@@ -37,8 +38,8 @@ static void model_cfg(opd_config *c, int V, int d, int l, int h, int f, int max_
 /* One horizon, in this process: prints one table row. */
 static int bench_one(const bench_cfg *b) {
     opd_config sc, tc;
-    model_cfg(&sc, b->V, b->student_d, b->student_l, b->student_h, b->student_f, b->P + b->T);
-    model_cfg(&tc, b->V, b->teacher_d, b->teacher_l, b->teacher_h, b->teacher_f, b->P + b->T);
+    bench_model_config(&sc, b->V, b->student_d, b->student_l, b->student_h, b->student_f, b->P + b->T);
+    bench_model_config(&tc, b->V, b->teacher_d, b->teacher_l, b->teacher_h, b->teacher_f, b->P + b->T);
     opd_model student, teacher;
     if (opd_model_init(&student, &sc) != 0 || opd_model_init(&teacher, &tc) != 0) return cli_fail("bench");
     opd_model_init_random(&student, 1);

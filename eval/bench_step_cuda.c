@@ -8,6 +8,7 @@
  * Kept apart from bench_step.c so that the CPU benchmark has no CUDA code;
  * in a build without CUDA this only says so. */
 #include "config.h"
+#include "bench.h"
 #include "cli.h"
 
 #include <stdio.h>
@@ -32,17 +33,6 @@ typedef struct {
     float rho;
 } bench_cfg;
 
-/* the pair of bench_step.c: student d=128 L=4 ffn 512, teacher d=256 L=6 ffn 1024 */
-static void model_cfg(opd_config *c, int V, int d, int l, int h, int f, int max_seq) {
-    opd_config_default(c);
-    c->vocab_size = V;
-    c->d_model = d;
-    c->n_layers = l;
-    c->n_heads = h;
-    c->n_kv_heads = h;
-    c->d_ff = f;
-    c->max_seq_len = max_seq;
-}
 
 typedef struct {
     double sec[4];      /* rollout, teacher, student, optim: mean per timed step */
@@ -54,8 +44,8 @@ typedef struct {
 /* warm-up step 0 (not timed, its rollout kept), then `steps` timed steps */
 static int run(const bench_cfg *b, opd_cuda *cu, bench_result *res) {
     opd_config sc, tc;
-    model_cfg(&sc, b->V, 128, 4, 4, 512, b->P + b->T);
-    model_cfg(&tc, b->V, 256, 6, 8, 1024, b->P + b->T);
+    bench_model_config(&sc, b->V, 128, 4, 4, 512, b->P + b->T);
+    bench_model_config(&tc, b->V, 256, 6, 8, 1024, b->P + b->T);
     opd_model student, teacher;
     if (opd_model_init(&student, &sc) != 0 || opd_model_init(&teacher, &tc) != 0) return -1;
     opd_model_init_random(&student, 1);

@@ -24,6 +24,7 @@
  * Timings are the best of a few repetitions: on a shared machine the minimum
  * is the run least disturbed by other processes. */
 #define _GNU_SOURCE
+#include "bench.h"
 #include "cli.h"
 
 #include <cblas.h>
@@ -36,17 +37,8 @@
 
 enum { BATCH = 16, PROMPT = 32, HORIZON = 256, VOCAB = 64 };
 
-static void student_cfg(opd_config *c) {
-    opd_config_default(c);
-    c->vocab_size = VOCAB; c->d_model = 128; c->n_layers = 4; c->n_heads = 4;
-    c->n_kv_heads = 4; c->d_ff = 512; c->max_seq_len = PROMPT + HORIZON;
-}
-
-static void teacher_cfg(opd_config *c) {
-    opd_config_default(c);
-    c->vocab_size = VOCAB; c->d_model = 256; c->n_layers = 6; c->n_heads = 8;
-    c->n_kv_heads = 8; c->d_ff = 1024; c->max_seq_len = PROMPT + HORIZON;
-}
+static void student_cfg(opd_config *c) { bench_model_config(c, VOCAB, 128, 4, 4, 512, PROMPT + HORIZON); }
+static void teacher_cfg(opd_config *c) { bench_model_config(c, VOCAB, 256, 6, 8, 1024, PROMPT + HORIZON); }
 
 /* ------------------------------------------------------- (a) gemm shapes */
 typedef struct { int transA, transB, M, N, K; } gemm;
