@@ -116,6 +116,9 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
          * the rows before it) */
         float *kc = c->k + (size_t)l * c->B * cap * kvd;
         float *vc = c->v + (size_t)l * c->B * cap * kvd;
+        /* the key writes are strided (one cache line per element): worth
+         * splitting over threads even for one position */
+        #pragma omp parallel for schedule(static)
         for (int b = 0; b < B; b++) {
             for (int i = 0; i < n; i++) {
                 const float *kr = s->k + ((size_t)b * n + i) * kvd;

@@ -14,7 +14,7 @@
 /* ----------------------------------------------------------------- encoder */
 void encoder_forward(float *out, const int *tokens, const float *wte, int N, int C) {
     // tokens is (N), wte is (V,C), out is (N,C)
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * C > OPD_OMP_MIN_ELEMS)
     for (int n = 0; n < N; n++)
         memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, C * sizeof(float));
 }
@@ -82,7 +82,7 @@ static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
     unsigned char *used = opd_calloc(maxpos + 1, 1);
     for (int n = 0; n < N; n++) used[pos[n]] = 1;
     float *cs = opd_malloc((size_t)(maxpos + 1) * half * 2 * sizeof(float));
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * half > OPD_OMP_MIN_ELEMS)
     for (int p = 0; p <= maxpos; p++) {
         if (!used[p]) continue;
         for (int i = 0; i < half; i++) {
@@ -92,7 +92,7 @@ static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
             cs[((size_t)p * half + i) * 2 + 1] = sinf(angle);
         }
     }
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * nh * hd > OPD_OMP_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
             const float *csi = cs + ((size_t)pos[n] * half + i) * 2;

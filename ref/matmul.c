@@ -254,7 +254,7 @@ void matmul_forward(float *out, const float *inp, const float *weight,
     // inp is (N,C), weight is (OC,C), bias is (OC), out is (N,OC)
     opd_sgemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
     if (bias) {
-#pragma omp parallel for
+#pragma omp parallel for if ((size_t)N * OC > OPD_OMP_MIN_ELEMS)
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
     }

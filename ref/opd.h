@@ -201,6 +201,12 @@ void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta,
                float *C, int ldc);
 
+/* An elementwise loop over fewer elements than this runs on one thread: an
+ * OpenMP fork/join and its barrier cost more than the loop (the decode step,
+ * 16 rows of width 128). Only the thread count changes, never a result:
+ * every row is computed by one thread either way. */
+#define OPD_OMP_MIN_ELEMS 16384
+
 /* out (N, C) = wte[tokens] */
 void encoder_forward(float *out, const int *tokens, const float *wte, int N, int C);
 void encoder_backward(float *dwte, const float *dout, const int *tokens, int N, int C);

@@ -95,7 +95,7 @@ int opd_rollout_sample(const opd_model *student, const int *prompts,
     for (int i = 0; i < H && !err; i++) {
         /* sample generated token i of every live sequence, keyed by its
          * stable id and its index in the rollout, never its batch slot */
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((size_t)B * V > OPD_OMP_MIN_ELEMS)
         for (int b = 0; b < B; b++) {
             int *row = out->tokens + (size_t)b * S;
             if (done[b]) { step_tokens[b] = rc->pad_id; continue; }
