@@ -17,11 +17,8 @@
 extern char **environ;
 
 typedef struct {
-    int B, P, T, steps;
+    int B, P, T, steps, V;
     float rho;
-    int student_d, student_l, student_h, student_f;
-    int teacher_d, teacher_l, teacher_h, teacher_f;
-    int V;
 } bench_cfg;
 
 void bench_model_config(opd_config *c, int V, int d, int l, int h, int f, int max_seq) {
@@ -35,32 +32,44 @@ void bench_model_config(opd_config *c, int V, int d, int l, int h, int f, int ma
     c->max_seq_len = max_seq;
 }
 
-/* One horizon, in this process: prints one table row. */
-static int bench_one(const bench_cfg *b) {
+int bench_step_setup_init(bench_step_setup *s, int V, int B, int P, int T, float rho) {
+    memset(s, 0, sizeof *s);
     opd_config sc, tc;
-    bench_model_config(&sc, b->V, b->student_d, b->student_l, b->student_h, b->student_f, b->P + b->T);
-    bench_model_config(&tc, b->V, b->teacher_d, b->teacher_l, b->teacher_h, b->teacher_f, b->P + b->T);
-    opd_model student, teacher;
-    if (opd_model_init(&student, &sc) != 0 || opd_model_init(&teacher, &tc) != 0) return cli_fail("bench");
-    opd_model_init_random(&student, 1);
-    opd_model_init_random(&teacher, 2);
+    bench_model_config(&sc, V, 128, 4, 4, 512, P + T);
+    bench_model_config(&tc, V, 256, 6, 8, 1024, P + T);
+    if (opd_model_init(&s->student, &sc) != 0) return -1;
+    if (opd_model_init(&s->teacher, &tc) != 0) { opd_model_free(&s->student); return -1; }
+    opd_model_init_random(&s->student, 1);
+    opd_model_init_random(&s->teacher, 2);
     opd_optim_config oc;
     opd_optim_config_default(&oc);
-    opd_adamw opt;
-    opd_adamw_init(&opt, &oc, student.num_params);
+    opd_adamw_init(&s->opt, &oc, s->student.num_params);
+    opd_distill_config_default(&s->dc, T);
+    s->dc.schedule.kind = rho >= 1.0f ? OPD_SCHED_FULL : OPD_SCHED_TRUNCATED;
+    s->dc.schedule.rho = rho;
+    s->dc.rollout.eos_id = -1;
+    s->B = B;
+    s->P = P;
+    s->prompts = opd_malloc(sizeof(int) * B * P);
+    s->pad = opd_calloc(B, sizeof(int));
+    s->ids = opd_malloc(sizeof(uint32_t) * B);
+    for (int i = 0; i < B * P; i++) s->prompts[i] = 3 + (int)(opd_uniform(9, 0, 0, i, 0) * (V - 3));
+    for (int i = 0; i < B; i++) s->ids[i] = i;
+    return 0;
+}
 
-    opd_distill_config dc;
-    opd_distill_config_default(&dc, b->T);
-    dc.schedule.kind = b->rho >= 1.0f ? OPD_SCHED_FULL : OPD_SCHED_TRUNCATED;
-    dc.schedule.rho = b->rho;
-    /* no EOS: every rollout runs to the horizon, so the step's cost is H's */
-    dc.rollout.eos_id = -1;
+void bench_step_setup_free(bench_step_setup *s) {
+    free(s->prompts); free(s->pad); free(s->ids);
+    opd_adamw_free(&s->opt);
+    opd_model_free(&s->student);
+    opd_model_free(&s->teacher);
+    memset(s, 0, sizeof *s);
+}
 
-    int *prompts = opd_malloc(sizeof(int) * b->B * b->P);
-    int *pad = opd_calloc(b->B, sizeof(int));
-    uint32_t *ids = opd_malloc(sizeof(uint32_t) * b->B);
-    for (int i = 0; i < b->B * b->P; i++) prompts[i] = 3 + (int)(opd_uniform(9, 0, 0, i, 0) * (b->V - 3));
-    for (int i = 0; i < b->B; i++) ids[i] = i;
+/* One horizon, in this process: prints one table row. */
+static int bench_one(const bench_cfg *b) {
+    bench_step_setup e;
+    if (bench_step_setup_init(&e, b->V, b->B, b->P, b->T, b->rho) != 0) return cli_fail("bench");
 
     opd_step_work w;
     memset(&w, 0, sizeof w);
@@ -68,7 +77,7 @@ static int bench_one(const bench_cfg *b) {
     opd_step_stats st;
     int H = 0;
     for (int k = 0; k <= b->steps; k++) {   /* step 0 is a warm-up, not timed */
-        if (opd_distill_step(&student, &teacher, &opt, &dc, prompts, pad, ids, b->B, b->P, k, &w, &st) != 0)
+        if (opd_distill_step(&e.student, &e.teacher, &e.opt, &e.dc, e.prompts, e.pad, e.ids, b->B, b->P, k, &w, &st) != 0)
             return cli_fail("bench");
         H = st.horizon;
         if (k == 0) continue;
@@ -81,10 +90,7 @@ static int bench_one(const bench_cfg *b) {
            sum[0] / n, sum[1] / n, sum[2] / n, sum[3] / n, total, opd_peak_rss_kb() / 1024.0);
     fflush(stdout);
     opd_step_work_free(&w);
-    free(prompts); free(pad); free(ids);
-    opd_adamw_free(&opt);
-    opd_model_free(&student);
-    opd_model_free(&teacher);
+    bench_step_setup_free(&e);
     return 0;
 }
 
@@ -100,9 +106,7 @@ int opd_bench_step(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     /* the pair: student d=128 L=4 ffn 512, teacher d=256 L=6 ffn 1024 */
-    bench_cfg b = {.B = 16, .P = 32, .T = 256, .steps = 2, .rho = -1,
-                   .student_d = 128, .student_l = 4, .student_h = 4, .student_f = 512,
-                   .teacher_d = 256, .teacher_l = 6, .teacher_h = 8, .teacher_f = 1024, .V = 64};
+    bench_cfg b = {.B = 16, .P = 32, .T = 256, .steps = 2, .V = 64, .rho = -1};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

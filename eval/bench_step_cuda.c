@@ -43,28 +43,8 @@ typedef struct {
 
 /* warm-up step 0 (not timed, its rollout kept), then `steps` timed steps */
 static int run(const bench_cfg *b, opd_cuda *cu, bench_result *res) {
-    opd_config sc, tc;
-    bench_model_config(&sc, b->V, 128, 4, 4, 512, b->P + b->T);
-    bench_model_config(&tc, b->V, 256, 6, 8, 1024, b->P + b->T);
-    opd_model student, teacher;
-    if (opd_model_init(&student, &sc) != 0 || opd_model_init(&teacher, &tc) != 0) return -1;
-    opd_model_init_random(&student, 1);
-    opd_model_init_random(&teacher, 2);
-    opd_optim_config oc;
-    opd_optim_config_default(&oc);
-    opd_adamw opt;
-    opd_adamw_init(&opt, &oc, student.num_params);
-    opd_distill_config dc;
-    opd_distill_config_default(&dc, b->T);
-    dc.schedule.kind = b->rho >= 1.0f ? OPD_SCHED_FULL : OPD_SCHED_TRUNCATED;
-    dc.schedule.rho = b->rho;
-    dc.rollout.eos_id = -1;   /* no EOS: every rollout runs to the horizon */
-
-    int *prompts = opd_malloc(sizeof(int) * b->B * b->P);
-    int *pad = opd_calloc(b->B, sizeof(int));
-    uint32_t *ids = opd_malloc(sizeof(uint32_t) * b->B);
-    for (int i = 0; i < b->B * b->P; i++) prompts[i] = 3 + (int)(opd_uniform(9, 0, 0, i, 0) * (b->V - 3));
-    for (int i = 0; i < b->B; i++) ids[i] = i;
+    bench_step_setup e;
+    if (bench_step_setup_init(&e, b->V, b->B, b->P, b->T, b->rho) != 0) return -1;
 
     opd_step_work w;
     opd_cuda_step_work cw;
@@ -76,14 +56,14 @@ static int run(const bench_cfg *b, opd_cuda *cu, bench_result *res) {
     memset(&dt, 0, sizeof dt);
     memset(&dopt, 0, sizeof dopt);
     int rc = 0;
-    if (cu && (opd_cuda_model_init(cu, &ds, &student) != 0 || opd_cuda_model_init(cu, &dt, &teacher) != 0 ||
-               opd_cuda_adamw_init(cu, &dopt, &opt) != 0))
+    if (cu && (opd_cuda_model_init(cu, &ds, &e.student) != 0 || opd_cuda_model_init(cu, &dt, &e.teacher) != 0 ||
+               opd_cuda_adamw_init(cu, &dopt, &e.opt) != 0))
         rc = -1;
     memset(res, 0, sizeof *res);
     for (int k = 0; k <= b->steps && rc == 0; k++) {
         opd_step_stats st;
-        if (cu) rc = opd_cuda_distill_step(cu, &ds, &dt, &dopt, &dc, prompts, pad, ids, b->B, b->P, k, &cw, &st);
-        else rc = opd_distill_step(&student, &teacher, &opt, &dc, prompts, pad, ids, b->B, b->P, k, &w, &st);
+        if (cu) rc = opd_cuda_distill_step(cu, &ds, &dt, &dopt, &e.dc, e.prompts, e.pad, e.ids, b->B, b->P, k, &cw, &st);
+        else rc = opd_distill_step(&e.student, &e.teacher, &e.opt, &e.dc, e.prompts, e.pad, e.ids, b->B, b->P, k, &w, &st);
         if (rc != 0) break;
         res->H = st.horizon;
         if (k == 0) {
@@ -104,10 +84,7 @@ static int run(const bench_cfg *b, opd_cuda *cu, bench_result *res) {
     opd_cuda_model_free(&ds);
     opd_cuda_model_free(&dt);
     opd_step_work_free(&w);
-    free(prompts); free(pad); free(ids);
-    opd_adamw_free(&opt);
-    opd_model_free(&student);
-    opd_model_free(&teacher);
+    bench_step_setup_free(&e);
     return rc;
 }
 

@@ -199,43 +199,22 @@ static double time_rollout(const opd_model *s, int reps) {
 /* Child: warm-up + `steps` OPD steps at horizon fraction rho in this
  * process; prints "STEP H total_s peak_kib". */
 static int child_step(float rho, int steps) {
-    opd_config sc, tc;
-    student_cfg(&sc);
-    teacher_cfg(&tc);
-    opd_model s, t;
-    if (opd_model_init(&s, &sc) != 0 || opd_model_init(&t, &tc) != 0) return cli_fail("bench targets");
-    opd_model_init_random(&s, 1);
-    opd_model_init_random(&t, 2);
-    opd_optim_config oc;
-    opd_optim_config_default(&oc);
-    opd_adamw opt;
-    opd_adamw_init(&opt, &oc, s.num_params);
-    opd_distill_config dc;
-    opd_distill_config_default(&dc, HORIZON);
-    dc.schedule.kind = rho >= 1.0f ? OPD_SCHED_FULL : OPD_SCHED_TRUNCATED;
-    dc.schedule.rho = rho;
-    dc.rollout.eos_id = -1;   /* every rollout runs to the horizon */
-    int *prompts = opd_malloc(sizeof(int) * BATCH * PROMPT), pad[BATCH] = {0};
-    uint32_t ids[BATCH];
-    for (int i = 0; i < BATCH * PROMPT; i++) prompts[i] = 3 + (int)(opd_uniform(9, 0, 0, i, 0) * (VOCAB - 3));
-    for (int b = 0; b < BATCH; b++) ids[b] = b;
+    bench_step_setup e;
+    if (bench_step_setup_init(&e, VOCAB, BATCH, PROMPT, HORIZON, rho) != 0) return cli_fail("bench targets");
     opd_step_work w;
     memset(&w, 0, sizeof w);
     opd_step_stats st;
     double best = 1e30, best_roll = 0;
     for (int k = 0; k <= steps; k++) {   /* step 0 warms up */
         double t0 = opd_time();
-        if (opd_distill_step(&s, &t, &opt, &dc, prompts, pad, ids, BATCH, PROMPT, k, &w, &st) != 0)
+        if (opd_distill_step(&e.student, &e.teacher, &e.opt, &e.dc, e.prompts, e.pad, e.ids, BATCH, PROMPT, k, &w, &st) != 0)
             return cli_fail("bench targets");
         double dt = opd_time() - t0;
         if (k > 0 && dt < best) { best = dt; best_roll = st.sec_rollout; }
     }
     printf("STEP %d %.6f %ld %.6f\n", st.horizon, best, opd_peak_rss_kb(), best_roll);
     opd_step_work_free(&w);
-    free(prompts);
-    opd_adamw_free(&opt);
-    opd_model_free(&s);
-    opd_model_free(&t);
+    bench_step_setup_free(&e);
     return 0;
 }
 

@@ -186,10 +186,12 @@ int opd_cuda_kv_cache_write(opd_cuda *cu, float *cache, const float *x, int B, i
     return 0;
 }
 
-/* The attention loop of opd_model_decode_step (ref/decode.c), copied
- * statement for statement: ref/ keeps it inline in the decode step rather
- * than as a layer function. If the two ever drift apart, the golden
- * rollout of tests/test_cuda_shim stops matching. */
+/* decode_attention_kernel (gpu/layers.cu) on the host, with the device's
+ * cache layout (B, cap, kvd) for keys and values: one (sequence, head) per
+ * iteration, each score summing its hd products in order, as ref/decode.c
+ * does over its transposed keys. It cannot call ref/decode.c, whose loop is
+ * inline in the decode step and reads keys stored (kvd, cap). If the two
+ * sum in different orders, the golden rollout of this test stops matching. */
 int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att_all, const float *q,
                               const float *kc, const float *vc, const int *pad, int B, int cap,
                               int t, int NH, int NKV, int hd) {
