@@ -194,7 +194,8 @@ int cmd_sft(int argc, char **argv) {
     if (have_log && opd_csv_log_open(&log, logp, hdr, 5) != 0) return cli_fail("sft");
     int *idx = opd_malloc(sizeof(int) * B);
     double t_start = opd_time();
-    int rc = 0, done = 0;
+    int rc = 0, done = 0, stopped = 0;
+    harness_eval_result last;   /* the latest --eval score */
     float loss = 0, gn = 0;
     for (int k = 0; k < steps && rc == 0; k++) {
         done = k + 1;
@@ -221,11 +222,11 @@ int cmd_sft(int argc, char **argv) {
         }
         free(tokens); free(pad); free(mask);
         if (rc == 0 && eval_every > 0 && (k + 1) % eval_every == 0 && k + 1 < steps) {
-            harness_eval_result r;
-            rc = harness_evaluate(&m, &tok, et, en, harness_full_horizon(et, en), 64, &greedy, 1, seed, &r);
-            if (rc == 0) printf("sft step %d: pass@1 %.4f on %d problems of %s\n", k + 1, r.acc, en, evalp);
-            if (rc == 0 && stop_at > 0 && r.acc >= stop_at) {
-                printf("sft: pass@1 %.4f >= --stop-at %g: stopping after %d steps\n", r.acc, stop_at, k + 1);
+            rc = harness_evaluate(&m, &tok, et, en, harness_full_horizon(et, en), 64, &greedy, 1, seed, &last);
+            if (rc == 0) printf("sft step %d: pass@1 %.4f on %d problems of %s\n", k + 1, last.acc, en, evalp);
+            if (rc == 0 && stop_at > 0 && last.acc >= stop_at) {
+                printf("sft: pass@1 %.4f >= --stop-at %g: stopping after %d steps\n", last.acc, stop_at, k + 1);
+                stopped = 1;
                 break;
             }
         }
@@ -236,9 +237,9 @@ int cmd_sft(int argc, char **argv) {
     if (rc == 0) rc = opd_model_save(&m, out, NULL, NULL, NULL, 0);
     if (rc == 0) printf("wrote %s after %d steps (final loss %.4f, %.1f s)\n", out, done, loss, opd_time() - t_start);
     if (rc == 0 && evalp) {
-        harness_eval_result r;
-        rc = harness_evaluate(&m, &tok, et, en, harness_full_horizon(et, en), 64, &greedy, 1, seed, &r);
-        if (rc == 0) print_eval(evalp, &r);
+        /* a run stopped by --stop-at was just scored on these weights */
+        if (!stopped) rc = harness_evaluate(&m, &tok, et, en, harness_full_horizon(et, en), 64, &greedy, 1, seed, &last);
+        if (rc == 0) print_eval(evalp, &last);
     }
     if (et) opd_dataset_free(et);
     opd_adamw_free(&opt);

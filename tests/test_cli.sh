@@ -129,5 +129,20 @@ expect_ok "sft --eval-every 2" "$OPD" sft $sft_args --out "$dir/s.safetensors" -
 [ "$(grep -c '^sft step 2: pass@1' "$dir/out")" -eq 1 ] && grep -q "after 4 steps" "$dir/out" ||
     { bad "sft --eval-every prints the step-2 score and runs all 4 steps (no problem solved)"; cat "$dir/out"; }
 
+# --stop-at stops at the first score that reaches it, and the score printed at
+# the end is the one of the saved weights (opd eval agrees)
+"$OPD" data --out "$dir/ds" --min-steps 2 --max-steps 3 --train 200 --valid 50 --test 2 --seed 1 >/dev/null 2>&1 ||
+    bad "data for the --stop-at test"
+expect_ok "sft --stop-at 0.1" "$OPD" sft --data "$dir/ds/train.csv" --out "$dir/stop.safetensors" --d-model 32 --layers 1 \
+    --heads 2 --kv-heads 1 --ffn 64 --max-seq 48 --steps 400 --batch 16 --eval "$dir/ds/valid.csv" --eval-every 20 --stop-at 0.1
+stop_line=$(grep "stopping after" "$dir/out")
+final_acc=$(grep "^$dir/ds/valid.csv: pass@1" "$dir/out" | awk '{print $3}')
+eval_acc=$("$OPD" eval --model "$dir/stop.safetensors" --data "$dir/ds/valid.csv" 2>/dev/null | awk '/greedy pass@1/ {print $5}')
+if [ -n "$stop_line" ] && [ -n "$final_acc" ] && [ "$final_acc" = "$eval_acc" ]; then
+    ok "sft --stop-at: '$stop_line', final $final_acc = opd eval $eval_acc"
+else
+    bad "sft --stop-at: stop line '$stop_line', final '$final_acc', opd eval '$eval_acc'"; cat "$dir/out"
+fi
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
