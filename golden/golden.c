@@ -37,8 +37,9 @@ static const struct {
                  "integers, sampled tokens, masks, Philox words, horizons and the fixed inputs: "
                  "any difference is a bug, not rounding"},
     [T_ELEM] = {"elementwise", 0, 1e-6, 1e-5, 16, 1e-11,
-                "a few roundings per element (expf, rsqrtf, sinf/cosf of the RoPE angle); a "
-                "GPU's libm may differ by a few ULP, fast-math intrinsics (__expf, __sinf) do not fit"},
+                "a few roundings per element (exp, 1/sqrt, sin/cos of the RoPE angle); the reference's "
+                "own functions are within 2 ulp of correctly rounded, a GPU's libm may differ by a few "
+                "ULP, fast-math intrinsics (__expf, __sinf) do not fit"},
     [T_MATMUL] = {"matmul", 0, 1e-5, 1e-4, 64, 1e-10,
                   "sums of K products (K <= 48 here): another summation order (blocking, "
                   "split-K, FMA) moves a result by ~sqrt(K) eps times the size of its terms"},
@@ -572,10 +573,10 @@ int opd_golden_write(const char *dir) {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return opd_set_error("%s: not a directory", dir);
-    /* the golden numbers are those of the BLAS backend (deterministic for
-     * any thread count); oneDNN would give other roundings */
+    /* the golden numbers are the reference's own gemm (the same bits on every
+     * CPU, ISA path and thread count); OpenBLAS and oneDNN round otherwise */
     opd_matmul_backend saved = opd_matmul_get_backend();
-    opd_matmul_set_backend(OPD_MATMUL_BLAS);
+    opd_matmul_set_backend(OPD_MATMUL_OWN);
     json_t *root = json_object(), *classes = json_object(), *entries = json_array();
     json_object_set_new(root, "format", json_string("opd golden manifest v1"));
     json_object_set_new(root, "generator", json_string("opd golden write DIR"));

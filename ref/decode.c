@@ -86,7 +86,7 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
     int NH = cfg->n_heads, NKV = cfg->n_kv_heads, hd = C / NH, F = cfg->d_ff;
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV, cap = c->cap;
     int N = B * n;   /* rows */
-    float eps = cfg->rms_eps, scale = 1.0f / sqrtf((float)hd);
+    float eps = cfg->rms_eps, scale = opd_rsqrtf((float)hd);
 
     /* a real token's RoPE position counts from its first real token; a pad
      * position's value is irrelevant (its output is never used) */
@@ -152,11 +152,9 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
                         att[j] *= scale;
                         if (att[j] > maxv) maxv = att[j];
                     }
+                    opd_vexp_sub(att + j0, att + j0, maxv, (size_t)(t - j0 + 1));
                     float sum = 0.0f;
-                    for (int j = j0; j <= t; j++) {
-                        att[j] = expf(att[j] - maxv);
-                        sum += att[j];
-                    }
+                    for (int j = j0; j <= t; j++) sum += att[j];
                     float inv = 1.0f / sum;
                     for (int j = j0; j <= t; j++) att[j] *= inv;
                     float *out = s->atty + (size_t)row * qd + h * hd;

@@ -39,7 +39,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp,
         float *o = out + (size_t)n * C;
         float ss = 0.0f;
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / C + eps);
+        float r = opd_rsqrtf(ss / C + eps);
         for (int c = 0; c < C; c++) o[c] = x[c] * r * weight[c];
         rstd[n] = r;
     }
@@ -71,8 +71,10 @@ void rmsnorm_backward(float *dinp, float *dweight, const float *dout,
 
 /* -------------------------------------------------------------------- rope */
 /* Rotary embedding, rotate-half convention (Llama / Qwen2 in Hugging Face):
- * pair (i, i + hd/2) is rotated by pos * theta^(-2i/hd). Frequencies and
- * angles are computed in fp32 as transformers does, so logits match it. */
+ * pair (i, i + hd/2) is rotated by pos * theta^(-2i/hd). The exponent, the
+ * frequency and the angle are rounded to fp32 as transformers does, so
+ * logits match it; theta^e, cos and sin are the project's own (mathfn.c),
+ * evaluated in double and rounded once. */
 static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
                         float theta, float sign) {
     int half = hd / 2, maxpos = 0;
@@ -86,10 +88,12 @@ static void rope_rotate(float *x, const int *pos, int N, int nh, int hd,
     for (int p = 0; p <= maxpos; p++) {
         if (!used[p]) continue;
         for (int i = 0; i < half; i++) {
-            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+            float inv_freq = 1.0f / (float)opd_pow(theta, (float)(2 * i) / (float)hd);
             float angle = (float)p * inv_freq;
-            cs[((size_t)p * half + i) * 2] = cosf(angle);
-            cs[((size_t)p * half + i) * 2 + 1] = sinf(angle);
+            double sn, cn;
+            opd_sincos(angle, &sn, &cn);
+            cs[((size_t)p * half + i) * 2] = (float)cn;
+            cs[((size_t)p * half + i) * 2 + 1] = (float)sn;
         }
     }
 #pragma omp parallel for if ((size_t)N * nh * hd > OPD_OMP_MIN_ELEMS)
@@ -140,7 +144,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
                        int NKV, int hd) {
     // q is (B,T,NH*hd), k, v are (B,T,NKV*hd), out is (B,T,NH*hd), att is (B,NH,T,T)
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = opd_rsqrtf((float)hd);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
@@ -162,8 +166,9 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
                     float maxv = -INFINITY;
                     for (int j = j0; j <= t; j++) if (a[j] > maxv) maxv = a[j];
                     // softmax shifted by the max so exp never overflows
+                    opd_vexp_sub(a + j0, a + j0, maxv, (size_t)(t - j0 + 1));
                     float sum = 0.0f;
-                    for (int j = j0; j <= t; j++) { a[j] = expf(a[j] - maxv); sum += a[j]; }
+                    for (int j = j0; j <= t; j++) sum += a[j];
                     for (int j = j0; j <= t; j++) a[j] /= sum;
                     for (int j = 0; j < j0; j++) a[j] = 0.0f;
                     for (int j = t + 1; j < T; j++) a[j] = 0.0f;
@@ -193,7 +198,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         int B, int T, int NH, int NKV, int hd) {
     // datt is (B,NH,T,T) scratch: dP, then overwritten by dS
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = opd_rsqrtf((float)hd);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int kh = 0; kh < NKV; kh++) {
@@ -241,23 +246,20 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
 
 /* ------------------------------------------------------------------ swiglu */
 void swiglu_forward(float *out, const float *gate, const float *up, int N, int F) {
-    // gate, up, out are (N,F); silu(g) = g * sigmoid(g)
-    size_t n = (size_t)N * F;
+    // gate, up, out are (N,F); silu(g) = g * sigmoid(g): out = g / (1 + exp(-g)) * up,
+    // each row through the vector form of exactly that expression
 #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    for (int n = 0; n < N; n++)
+        opd_vsilu_mul(out + (size_t)n * F, gate + (size_t)n * F, up + (size_t)n * F, (size_t)F);
 }
 
 void swiglu_backward(float *dgate, float *dup, const float *dout,
                      const float *gate, const float *up, int N, int F) {
-    // d silu(g)/dg = s + g s (1 - s), s = sigmoid(g)
-    size_t n = (size_t)N * F;
+    // d silu(g)/dg = s + g s (1 - s), s = sigmoid(g) = 1 / (1 + exp(-g)):
+    // dgate += dout * up * (s + g s (1 - s)), dup += dout * g * s
 #pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i], s = 1.0f / (1.0f + expf(-g));
-        dgate[i] += dout[i] * up[i] * (s + g * s * (1.0f - s));
-        dup[i] += dout[i] * g * s;
+    for (int n = 0; n < N; n++) {
+        size_t o = (size_t)n * F;
+        opd_vsilu_mul_backward(dgate + o, dup + o, dout + o, gate + o, up + o, (size_t)F);
     }
 }

@@ -86,8 +86,8 @@ static void log_softmax_row(double *lp, const float *z, int V) {
     double mx = z[0];
     for (int v = 1; v < V; v++) if (z[v] > mx) mx = z[v];
     double sum = 0.0;
-    for (int v = 0; v < V; v++) sum += exp((double)z[v] - mx);
-    double lse = mx + log(sum);
+    for (int v = 0; v < V; v++) sum += opd_exp((double)z[v] - mx);
+    double lse = mx + opd_log(sum);
     for (int v = 0; v < V; v++) lp[v] = (double)z[v] - lse;
 }
 
@@ -96,7 +96,7 @@ static void log_softmax_row(double *lp, const float *z, int V) {
 static double rkl_value(const double *lq, const double *lp, int V) {
     double kl = 0.0;
     for (int v = 0; v < V; v++) {
-        double q = exp(lq[v]);
+        double q = opd_exp(lq[v]);
         if (q > 0.0) kl += q * (lq[v] - lp[v]);
     }
     return kl;
@@ -106,7 +106,7 @@ static double rkl_value(const double *lq, const double *lp, int V) {
 static void rkl_grad(float *drow, double scale, const double *lq,
                      const double *lp, double kl, int V) {
     for (int v = 0; v < V; v++) {
-        double q = exp(lq[v]);
+        double q = opd_exp(lq[v]);
         drow[v] = q > 0.0 ? (float)(scale * q * ((lq[v] - lp[v]) - kl)) : 0.0f;
     }
 }
@@ -116,12 +116,12 @@ static double row_fkl(float *drow, double scale, const double *lq,
                       const double *lp, int V) {
     double kl = 0.0;
     for (int v = 0; v < V; v++) {
-        double p = exp(lp[v]);
+        double p = opd_exp(lp[v]);
         if (p > 0.0) kl += p * (lp[v] - lq[v]);  /* 0 log 0 = 0 */
     }
     if (drow)
         for (int v = 0; v < V; v++)
-            drow[v] = (float)(scale * (exp(lq[v]) - exp(lp[v])));
+            drow[v] = (float)(scale * (opd_exp(lq[v]) - opd_exp(lp[v])));
     return kl;
 }
 
@@ -129,7 +129,7 @@ static double row_fkl(float *drow, double scale, const double *lq,
 static double logaddexp(double a, double b) {
     double mx = a > b ? a : b, mn = a > b ? b : a;
     if (mn == -INFINITY) return mx;
-    return mx + log1p(exp(mn - mx));
+    return mx + opd_log1p(opd_exp(mn - mx));
 }
 
 /* Generalized JSD(beta), 0 < beta < 1, teacher lp, student lq.
@@ -139,11 +139,11 @@ static double logaddexp(double a, double b) {
  * g (V) is scratch. */
 static double row_jsd(float *drow, double scale, const double *lq,
                       const double *lp, double beta, double *g, int V) {
-    double lb = log(beta), l1b = log1p(-beta);
+    double lb = opd_log(beta), l1b = opd_log1p(-beta);
     double jsd = 0.0, qg = 0.0;
     for (int v = 0; v < V; v++) {
         double lm = logaddexp(lb + lp[v], l1b + lq[v]);
-        double p = exp(lp[v]), q = exp(lq[v]);
+        double p = opd_exp(lp[v]), q = opd_exp(lq[v]);
         if (p > 0.0) jsd += beta * p * (lp[v] - lm);
         if (q > 0.0) jsd += (1.0 - beta) * q * (lq[v] - lm);
         g[v] = q > 0.0 ? (1.0 - beta) * (lq[v] - lm) : 0.0;
@@ -151,7 +151,7 @@ static double row_jsd(float *drow, double scale, const double *lq,
     }
     if (drow)
         for (int v = 0; v < V; v++)
-            drow[v] = (float)(scale * exp(lq[v]) * (g[v] - qg));
+            drow[v] = (float)(scale * opd_exp(lq[v]) * (g[v] - qg));
     return jsd;
 }
 
@@ -195,8 +195,8 @@ static void log_softmax_subset(double *out, const float *z, const int *S, int k)
     double mx = z[S[0]];
     for (int i = 1; i < k; i++) if (z[S[i]] > mx) mx = z[S[i]];
     double sum = 0.0;
-    for (int i = 0; i < k; i++) sum += exp((double)z[S[i]] - mx);
-    double lse = mx + log(sum);
+    for (int i = 0; i < k; i++) sum += opd_exp((double)z[S[i]] - mx);
+    double lse = mx + opd_log(sum);
     for (int i = 0; i < k; i++) out[i] = (double)z[S[i]] - lse;
 }
 
@@ -215,7 +215,7 @@ static double row_rkl_topk(float *drow, double scale, const float *zs,
     if (drow) {
         memset(drow, 0, (size_t)V * sizeof *drow);
         for (int i = 0; i < k; i++) {
-            double q = exp(lq[i]);
+            double q = opd_exp(lq[i]);
             if (q > 0.0) drow[S[i]] = (float)(scale * q * ((lq[i] - lp[i]) - kl));
         }
     }
@@ -364,7 +364,7 @@ static float distill_loss(const opd_loss_config *c, const float *s_logits,
                 double r = lp[y[i]] - lq[y[i]];
                 if (clamp > 0.0) r = r < -clamp ? -clamp : (r > clamp ? clamp : r);
                 reward[i] = r;
-                iw[i] = sampler_lp ? exp(lq[y[i]] - (double)sampler_lp[i]) : 1.0;
+                iw[i] = sampler_lp ? opd_exp(lq[y[i]] - (double)sampler_lp[i]) : 1.0;
                 lq_y[i] = lq[y[i]];
             } break;
             }
@@ -400,8 +400,8 @@ static float distill_loss(const opd_loss_config *c, const float *s_logits,
                 float *drow = dlogits + i * V;
                 log_softmax_row(lq, s_logits + i * V, V);
                 double s = omega[i] * coef;
-                for (int v = 0; v < V; v++) drow[v] = (float)(-s * exp(lq[v]));
-                drow[y[i]] = (float)(s * (1.0 - exp(lq[y[i]])));
+                for (int v = 0; v < V; v++) drow[v] = (float)(-s * opd_exp(lq[v]));
+                drow[y[i]] = (float)(s * (1.0 - opd_exp(lq[y[i]])));
             }
             free(lq);
         }

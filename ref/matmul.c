@@ -1,51 +1,70 @@
-/* matmul.c — the one sgemm every layer goes through, with two backends:
- * OpenBLAS (cblas_sgemm, default) and oneDNN (dnnl_matmul primitive), and the
+/* matmul.c — opd_sgemm, the one sgemm every layer goes through, and the
  * linear layer (matmul_forward / matmul_backward) built on it.
  *
- * Determinism. The reference must give bit-identical results whatever the
- * number of OpenMP threads. OpenBLAS (0.3.21) does not promise that: it
- * splits C over threads and, with its Haswell and Zen kernels, the result of
- * an element depends on where the split falls (measured on the model's
- * shapes: 1 vs 2 threads differ by ~1e-7; the Cooperlake/SkylakeX kernels
- * happen to agree). So the BLAS backend partitions C itself: into blocks of
- * rows (or of columns: for the long-K weight gradients when C is wider than
- * tall, and for gemms of at most 16 rows, the decode step's) whose size
- * depends only on the shape, one single-threaded
- * cblas_sgemm per block (OpenBLAS's OpenMP build runs single-threaded inside
- * a parallel region), the blocks spread over OpenMP threads. A block's result is the
- * same whichever thread computes it, so the thread count cannot change a
- * bit; tests/test_model.c ("determinism") checks this with memcmp for 1 vs 2
- * threads on every shape the model uses. K (for dW += dout^T inp: the B*T
- * rows) is never split. oneDNN's matmul is not promised to be deterministic
- * across thread counts; it is the fast alternative, checked against BLAS to
- * ~1e-5 relative. */
+ * Backends. The default is the reference's own gemm (gemm.c): one fixed
+ * order of fmaf per output element, the same bits on every CPU, ISA path
+ * and thread count, which is what the golden files hold. OpenBLAS
+ * (cblas_sgemm) and oneDNN (dnnl_matmul) are optional fast backends, chosen
+ * with OPD_MATMUL=blas|onednn or ./configure --with-matmul=: their results
+ * agree with the reference within rounding (tests/test_model.c), but their
+ * bits depend on the kernel each library picks for the CPU, so they are
+ * never golden.
+ *
+ * The BLAS backend partitions C itself, into blocks of rows (or of columns:
+ * for the long-K weight gradients when C is wider than tall, and for gemms
+ * of at most 16 rows, the decode step's) whose size depends only on the
+ * shape, one single-threaded cblas_sgemm per block, the blocks spread over
+ * OpenMP threads. OpenBLAS 0.3.21 splits C over threads itself otherwise,
+ * and with its Haswell and Zen kernels an element's bits then depend on
+ * where the split falls. K is never split. */
 #include "config.h"
 #include "opd.h"
 
+#if OPD_HAVE_BLAS
 #include <cblas.h>
+#endif
+#if OPD_HAVE_ONEDNN
 #include <dnnl.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------- backend */
 static int backend_chosen = 0;   /* 0 until the env var / default was read */
-static opd_matmul_backend backend = OPD_MATMUL_BLAS;
+static opd_matmul_backend backend = OPD_MATMUL_OWN;
+
+int opd_matmul_backend_available(opd_matmul_backend b) {
+    if (b == OPD_MATMUL_BLAS) return OPD_HAVE_BLAS;
+    if (b == OPD_MATMUL_ONEDNN) return OPD_HAVE_ONEDNN;
+    return 1;
+}
 
 static void choose_backend_once(void) {
     if (backend_chosen) return;
     backend = (opd_matmul_backend)OPD_DEFAULT_MATMUL;
     const char *env = getenv("OPD_MATMUL");
     if (env && *env) {
-        if (!strcmp(env, "blas")) backend = OPD_MATMUL_BLAS;
-        else if (!strcmp(env, "onednn")) backend = OPD_MATMUL_ONEDNN;
-        else fprintf(stderr, "opd: OPD_MATMUL='%s' is not blas or onednn; using %s\n",
-                     env, opd_matmul_backend_name(backend));
+        opd_matmul_backend b = OPD_MATMUL_OWN;
+        if (!strcmp(env, "own")) b = OPD_MATMUL_OWN;
+        else if (!strcmp(env, "blas")) b = OPD_MATMUL_BLAS;
+        else if (!strcmp(env, "onednn")) b = OPD_MATMUL_ONEDNN;
+        else {
+            fprintf(stderr, "opd: OPD_MATMUL='%s' is not own, blas or onednn; using %s\n",
+                    env, opd_matmul_backend_name(backend));
+            b = backend;
+        }
+        if (!opd_matmul_backend_available(b))
+            fprintf(stderr, "opd: OPD_MATMUL=%s but this opd was built without it; using %s\n",
+                    env, opd_matmul_backend_name(backend));
+        else
+            backend = b;
     }
     backend_chosen = 1;
 }
 
 void opd_matmul_set_backend(opd_matmul_backend b) {
+    if (!opd_matmul_backend_available(b)) b = OPD_MATMUL_OWN;
     backend = b;
     backend_chosen = 1;   /* an explicit choice wins over OPD_MATMUL */
 }
@@ -56,10 +75,11 @@ opd_matmul_backend opd_matmul_get_backend(void) {
 }
 
 const char *opd_matmul_backend_name(opd_matmul_backend b) {
-    return b == OPD_MATMUL_ONEDNN ? "onednn" : "blas";
+    return b == OPD_MATMUL_ONEDNN ? "onednn" : b == OPD_MATMUL_BLAS ? "blas" : "own";
 }
 
 /* ------------------------------------------------------------- oneDNN */
+#if OPD_HAVE_ONEDNN
 /* Creating a dnnl primitive costs far more than running a small one, so
  * primitives are made once per (transposes, shape, leading dims, alpha,
  * beta) and kept. The engine and stream are created once. */
@@ -173,7 +193,10 @@ static void sgemm_onednn(int transA, int transB, int M, int N, int K, float alph
     dnnl_memory_destroy(mc);
 }
 
+#endif /* OPD_HAVE_ONEDNN */
+
 /* --------------------------------------------------------------- BLAS */
+#if OPD_HAVE_BLAS
 /* Rows (or columns) of C per block: a function of that dimension alone
  * (never of the thread count), at most 16 blocks, a multiple of 16 rows so
  * OpenBLAS's kernels see full tiles, and at least `least`. */
@@ -231,6 +254,8 @@ static void sgemm_blas_blocked(int transA, int transB, int M, int N, int K, floa
     }
 }
 
+#endif /* OPD_HAVE_BLAS */
+
 /* --------------------------------------------------------------- sgemm */
 void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta,
@@ -242,10 +267,19 @@ void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
         return;
     }
     choose_backend_once();
-    if (backend == OPD_MATMUL_ONEDNN)
+#if OPD_HAVE_ONEDNN
+    if (backend == OPD_MATMUL_ONEDNN) {
         sgemm_onednn(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
+        return;
+    }
+#endif
+#if OPD_HAVE_BLAS
+    if (backend == OPD_MATMUL_BLAS) {
         sgemm_blas_blocked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    opd_gemm_own(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ------------------------------------------------------------ linear layer */

@@ -183,10 +183,13 @@ void opd_model_backward(opd_model *m, const float *dlogits);
 
 /* ------------------------------------------------- layers (one per direction) */
 /* These are exposed for the tests and the CUDA checks; the model calls them. */
-typedef enum { OPD_MATMUL_BLAS = 0, OPD_MATMUL_ONEDNN = 1 } opd_matmul_backend;
-void opd_matmul_set_backend(opd_matmul_backend b);
+/* own: the reference's gemm (ref/gemm.c), the default and the only one whose
+ * bits are promised; blas, onednn: optional fast backends (OPD_MATMUL=). */
+typedef enum { OPD_MATMUL_OWN = 0, OPD_MATMUL_BLAS = 1, OPD_MATMUL_ONEDNN = 2 } opd_matmul_backend;
+void opd_matmul_set_backend(opd_matmul_backend b);   /* unavailable: own */
 opd_matmul_backend opd_matmul_get_backend(void);
 const char *opd_matmul_backend_name(opd_matmul_backend b);
+int opd_matmul_backend_available(opd_matmul_backend b);  /* built in */
 /* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC) (bias may be NULL) */
 void matmul_forward(float *out, const float *inp, const float *weight,
                     const float *bias, int N, int C, int OC);
@@ -200,6 +203,52 @@ void matmul_backward(float *dinp, float *dweight, float *dbias,
 void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta,
                float *C, int ldc);
+/* The reference's own sgemm and its definition (ref/gemm.c): for each
+ * element, C = beta * C (beta 0: C = +0), then for k = 0 .. K-1 in order
+ * C = fmaf(alpha * op(A)[i][k], op(B)[k][j], C). opd_gemm_reference is that
+ * loop as written; opd_gemm_own the packed, blocked, threaded kernels that
+ * give its bits on every ISA path and thread count. */
+void opd_gemm_reference(int transA, int transB, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta,
+                        float *C, int ldc);
+void opd_gemm_own(int transA, int transB, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc);
+
+/* Instruction-set paths of the kernels (ref/isa.c). Chosen from the CPU (the
+ * widest it has) or forced by OPD_ISA=avx512|avx2|scalar; every path gives
+ * the same bits. */
+typedef enum { OPD_ISA_SCALAR = 0, OPD_ISA_AVX2 = 1, OPD_ISA_AVX512 = 2 } opd_isa;
+opd_isa opd_isa_get(void);
+int opd_isa_set(opd_isa i);          /* -1 if the CPU lacks it */
+int opd_isa_supported(opd_isa i);
+const char *opd_isa_name(opd_isa i); /* "avx512", "avx2", "scalar" */
+int opd_isa_parse(const char *name, opd_isa *out);
+
+/* The project's own math (ref/mathfn.c): fixed sequences of IEEE
+ * operations, so results do not depend on libm. opd_expf: within 1 ulp,
+ * +inf above 88.37, 0 below -86 (no subnormal results). The double ones
+ * (fdlibm's algorithms): exp, log, log1p within 1 ulp; opd_pow takes b > 0,
+ * within 16 ulp. Measured in tests/test_kernels.c. */
+float opd_expf(float x);
+double opd_exp(double x);
+double opd_log(double x);
+double opd_log1p(double x);
+double opd_pow(double b, double e);
+void opd_sincos(double x, double *s, double *c);
+double opd_cos(double x);
+/* 1 / sqrt(x): both operations are correctly rounded IEEE ones, the same on
+ * every machine (unlike the approximate rsqrt instructions). */
+static inline float opd_rsqrtf(float x) { return 1.0f / __builtin_sqrtf(x); }
+/* Vector forms, dispatched by ISA, each element equal to the scalar
+ * expression in the comment (y may alias x). */
+void opd_vexp_sub(float *y, const float *x, float shift, size_t n);   /* opd_expf(x - shift) */
+void opd_vsilu_mul(float *out, const float *gate, const float *up, size_t n);
+                                                      /* g / (1 + opd_expf(-g)) * up */
+void opd_vsilu_mul_backward(float *dgate, float *dup, const float *dout,
+                            const float *gate, const float *up, size_t n);
+            /* s = 1 / (1 + opd_expf(-g)): dgate += dout * up * (s + g * s * (1 - s)),
+             * dup += dout * g * s */
 
 /* An elementwise loop over fewer elements than this runs on one thread: an
  * OpenMP fork/join and its barrier cost more than the loop (the decode step,

@@ -58,7 +58,7 @@ float opd_lr_at(const opd_optim_config *c, long step) {
     if (c->lr_kind != OPD_LR_COSINE) return c->lr;
     if (step >= c->total_steps) return (float)min_lr;
     double progress = (double)(step - c->warmup_steps) / (double)(c->total_steps - c->warmup_steps);
-    double cosine = 0.5 * (1.0 + cos(M_PI * progress));
+    double cosine = 0.5 * (1.0 + opd_cos(M_PI * progress));
     return (float)(min_lr + (lr - min_lr) * cosine);
 }
 
@@ -117,8 +117,8 @@ float opd_adamw_update(opd_adamw *opt, opd_model *m) {
     float beta1 = c->beta1, beta2 = c->beta2, eps = c->eps;
     /* bias corrections in double: beta^t underflows gracefully and 1 - beta^t
      * is exact enough even for t = 1 */
-    float bc1 = (float)(1.0 - pow((double)beta1, (double)t));
-    float bc2 = (float)(1.0 - pow((double)beta2, (double)t));
+    float bc1 = (float)(1.0 - opd_pow((double)beta1, (double)t));
+    float bc2 = (float)(1.0 - opd_pow((double)beta2, (double)t));
 
     /* weight decay is per tensor (matrices, not norms or biases); the tied
      * LM head has no entry of its own, so the embedding is updated once */

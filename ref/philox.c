@@ -57,5 +57,5 @@ float opd_normal(uint64_t seed, uint32_t a, uint32_t b, uint32_t c) {
     /* Box-Muller in double; u1 in (0, 1] so the log is finite */
     double u1 = ((double)(out[0] >> 8) + 1.0) / 16777216.0;
     double u2 = (double)(out[1] >> 8) / 16777216.0;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+    return (float)(sqrt(-2.0 * opd_log(u1)) * opd_cos(2.0 * M_PI * u2));
 }

@@ -57,7 +57,7 @@ int opd_sample_token(const float *logits, int V, const opd_sampler_config *s,
             /* shifted by the max: every weight <= 1, the largest exactly 1
              * (a division, not a multiply by 1/temp: a tiny temperature
              * would make that inf, and 0 * inf is NaN) */
-            cand[i].w = expf((logits[i] - maxv) / s->temperature);
+            cand[i].w = opd_expf((logits[i] - maxv) / s->temperature);
             cand[i].idx = (float)i;
         }
         qsort(cand, V, sizeof *cand, candidate_cmp);
@@ -94,8 +94,8 @@ int opd_sample_token(const float *logits, int V, const opd_sampler_config *s,
     if (logprob) {
         /* the model's own probability: temperature 1, no filtering */
         double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += exp((double)logits[i] - maxv);
-        *logprob = (float)((double)logits[token] - maxv - log(sum));
+        for (int i = 0; i < V; i++) sum += opd_exp((double)logits[i] - maxv);
+        *logprob = (float)((double)logits[token] - maxv - opd_log(sum));
     }
     return token;
 }

@@ -144,7 +144,7 @@ int opd_schedule_horizon(const opd_schedule *s, long k) {
     } break;
     case OPD_SCHED_GEOMETRIC: {
         long n = k / dk;
-        double x = (double)H0 * pow((double)s->growth, (double)n);
+        double x = (double)H0 * opd_pow((double)s->growth, (double)n);
         h = (x >= (double)T || !(x == x)) ? T : ceil_tolerant(x, (double)n + 1.0);
     } break;
     case OPD_SCHED_TRUNCATED:

@@ -13,8 +13,8 @@ float opd_log_softmax(float *out, const float *logits, int V) {
     float m = -INFINITY;
     for (int v = 0; v < V; v++) if (logits[v] > m) m = logits[v];
     double sum = 0.0;
-    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - m);
-    float lse = (float)(m + log(sum));
+    for (int v = 0; v < V; v++) sum += opd_exp((double)logits[v] - m);
+    float lse = (float)(m + opd_log(sum));
     if (out)
         for (int v = 0; v < V; v++) out[v] = logits[v] - lse;
     return lse;
@@ -39,7 +39,8 @@ float opd_cross_entropy(const float *logits, const int *targets,
             // d/dx_v of -log softmax(x)_y = softmax(x)_v - [v == y]
             float *d = dlogits + (size_t)n * V;
             float g = w * inv;
-            for (int v = 0; v < V; v++) d[v] = g * expf(x[v] - lse);
+            opd_vexp_sub(d, x, lse, (size_t)V);
+            for (int v = 0; v < V; v++) d[v] = g * d[v];
             if (w != 0.0f) d[targets[n]] -= g;
         }
     }

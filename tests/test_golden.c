@@ -1,6 +1,6 @@
-/* test_golden.c — the golden tensors (SPEC section 8): the reference
- * reproduces the committed golden files bit for bit whatever the thread
- * count, opd_distill_step agrees with the stage-by-stage golden step, and the
+/* test_golden.c — the golden tensors (ref/SPEC.md, "Golden tensors"): the
+ * reference reproduces the committed golden files bit for bit on every ISA
+ * path the CPU has and any thread count, opd_distill_step agrees with the stage-by-stage golden step, and the
  * checker catches what it must (a flipped low bit at zero tolerance, a
  * perturbation above tolerance, a missing tensor, a shape mismatch, a
  * truncated file) while passing a perturbation below tolerance. */
@@ -86,12 +86,23 @@ static int BUILD_BIT_EXACT = 1;
 
 static void test_reproduces_committed(void) {
     const char *files[] = {OPD_GOLDEN_STEP_FILE, OPD_GOLDEN_LAYERS_FILE};
-    for (int threads = 1; threads <= 2; threads++) {
+    opd_isa saved_isa = opd_isa_get();
+    int paths = 0;
+    for (int run = 0; run < 6; run++) {
+    opd_isa isa = (opd_isa)(run / 2);
+    int threads = run % 2 + 1;
+    if (!opd_isa_supported(isa)) {
+        if (threads == 1) printf("\n  %s: not on this CPU, skipped", opd_isa_name(isa));
+        continue;
+    }
+    paths++;
+    {
+        CU_ASSERT_FATAL(opd_isa_set(isa) == 0);
 #ifdef _OPENMP
         omp_set_num_threads(threads);
 #endif
         char dir[300];
-        snprintf(dir, sizeof dir, "%s/t%d", tmpdir, threads);
+        snprintf(dir, sizeof dir, "%s/%s_t%d", tmpdir, opd_isa_name(isa), threads);
         CU_ASSERT_FATAL(mkdir(dir, 0700) == 0);
         int rc = opd_golden_write(dir);
         if (rc != 0) printf("\n  %s", opd_last_error());
@@ -101,12 +112,12 @@ static void test_reproduces_committed(void) {
             /* bit for bit: against the committed files, and 2 threads
              * against 1 thread (in every build) */
             if (BUILD_BIT_EXACT) path_in(a, sizeof a, srcdir, files[f]);
-            else if (threads == 2) snprintf(a, sizeof a, "%s/t1/%s", tmpdir, files[f]);
+            else if (run > 0) snprintf(a, sizeof a, "%s/scalar_t1/%s", tmpdir, files[f]);
             else continue;
             path_in(b, sizeof b, dir, files[f]);
             int n = 0, bad = memcmp_files(a, b, &n);
-            printf("\n  %d thread(s): %s vs %s: %d tensors, %d differ (memcmp)", threads, files[f],
-                   BUILD_BIT_EXACT ? "committed" : "1 thread", n, bad);
+            printf("\n  %s, %d thread(s): %s vs %s: %d tensors, %d differ (memcmp)", opd_isa_name(isa),
+                   threads, files[f], BUILD_BIT_EXACT ? "committed" : "scalar 1 thread", n, bad);
             CU_ASSERT(bad == 0);
             CU_ASSERT(n > 100 || f == 1);
         }
@@ -123,6 +134,9 @@ static void test_reproduces_committed(void) {
         printf("\n  check%s vs committed: %d passed, %d failed", BUILD_BIT_EXACT ? " --exact" : "", np, nf);
         CU_ASSERT(nf == 0 && np > 500);
     }
+    }
+    CU_ASSERT(paths >= 1);   /* the portable path always runs */
+    opd_isa_set(saved_isa);
 #ifdef _OPENMP
     omp_set_num_threads(2);
 #endif
@@ -199,11 +213,11 @@ static void test_distill_step_agrees(void) {
     opd_step_work w;
     memset(&w, 0, sizeof w);
     opd_step_stats stats;
-    /* the golden files are written with the BLAS backend (golden.c): the
-     * bit-for-bit comparison holds for that backend; oneDNN agrees within
-     * the manifest's tolerances (test_model compares the two backends) */
+    /* the golden files are written with the reference's own gemm (golden.c):
+     * the bit-for-bit comparison holds for it; OpenBLAS and oneDNN agree
+     * within the manifest's tolerances (test_model compares the backends) */
     opd_matmul_backend saved_backend = opd_matmul_get_backend();
-    opd_matmul_set_backend(OPD_MATMUL_BLAS);
+    opd_matmul_set_backend(OPD_MATMUL_OWN);
     int rc = opd_distill_step(&s, &t, &opt, &dc, pr->data, pd->data, seq_ids, B, P, 0, &w, &stats);
     opd_matmul_set_backend(saved_backend);
     if (rc != 0) printf("\n  %s", opd_last_error());
@@ -390,7 +404,8 @@ int main(void) {
     printf("golden files: %s\n", srcdir);
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     static const opd_test_case cases[] = {
-        {"reproduces the committed golden files bit for bit (1 and 2 threads)", test_reproduces_committed},
+        {"reproduces the committed golden files bit for bit (every ISA path, 1 and 2 threads)",
+         test_reproduces_committed},
         {"opd_distill_step gives the golden step's loss and weights", test_distill_step_agrees},
         {"checker: identical files pass", test_checker_identical_passes},
         {"checker: a flipped low bit fails at zero tolerance", test_checker_low_bit},

@@ -1,0 +1,246 @@
+/* gemm.c — the reference's own sgemm: one fixed order of arithmetic, fast
+ * kernels that keep it.
+ *
+ * The definition (gemm_reference below, the loop a reader checks):
+ *
+ *   C[i][j] <- beta * C[i][j]            (beta == 0: C[i][j] <- +0, C unread)
+ *   for k = 0, 1, ..., K-1:
+ *       C[i][j] <- fmaf(alpha * op(A)[i][k], op(B)[k][j], C[i][j])
+ *
+ * Every element accumulates its K products in increasing k, each with one
+ * rounding (fmaf). The fast path computes exactly this:
+ *  - packing copies op(B) into k-major strips of NR columns, and each
+ *    MR-row strip of op(A) into a compact buffer (times alpha: the
+ *    definition's one rounding) that the micro-kernel reads through two
+ *    strides, so one micro-kernel serves every transpose;
+ *  - blocking over K (KC) stores the running C and resumes from it, which is
+ *    the same sequence of fmaf as one long loop;
+ *  - a micro-kernel (kernels_avx512.c 12 x 32, kernels_avx2.c 6 x 16) holds
+ *    an MR x NR tile of C in registers and vectorises across the tile's
+ *    columns: each lane is one element's own fmaf chain;
+ *  - OpenMP splits the output into blocks of whole tiles, never the
+ *    reduction over k, so an element's bits do not depend on the thread
+ *    that computes it or on how many there are.
+ * The portable path (OPD_ISA=scalar) runs the same chains row by row in C.
+ * tests/test_model.c checks every path against gemm_reference with memcmp. */
+#include "kernels.h"
+#include "opd.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* op(A)[i][k] and op(B)[k][j] of a row-major matrix and its transpose flag */
+#define OPA(i, k) (transA ? A[(size_t)(k) * lda + (i)] : A[(size_t)(i) * lda + (k)])
+#define OPB(k, j) (transB ? B[(size_t)(j) * ldb + (k)] : B[(size_t)(k) * ldb + (j)])
+
+void opd_gemm_reference(int transA, int transB, int M, int N, int K, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta,
+                        float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float c = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+            for (int k = 0; k < K; k++) c = fmaf(alpha * OPA(i, k), OPB(k, j), c);
+            C[(size_t)i * ldc + j] = c;
+        }
+}
+
+/* ------------------------------------------------------- portable path */
+/* The definition with the loops turned i, k, j: row i of C is updated once
+ * per k, so each element still sees its products in k order. op(B) is
+ * transposed once first when it is stored transposed. */
+static void gemm_portable(int transA, int transB, int M, int N, int K, float alpha,
+                          const float *A, int lda, const float *B, int ldb, float beta,
+                          float *C, int ldc, int nthreads) {
+    float *Bt = NULL;
+    if (transB) {
+        Bt = opd_malloc((size_t)K * N * sizeof(float));
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++) Bt[(size_t)k * N + j] = B[(size_t)j * ldb + k];
+        B = Bt; ldb = N; transB = 0;
+    }
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (nthreads > 1)
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        for (int j = 0; j < N; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+        for (int k = 0; k < K; k++) {
+            float a = alpha * OPA(i, k);
+            const float *b = B + (size_t)k * ldb;
+            for (int j = 0; j < N; j++) c[j] = fmaf(a, b[j], c[j]);
+        }
+    }
+    free(Bt);
+}
+
+/* --------------------------------------------------------- packed path */
+typedef struct { int mr, nr; opd_ukernel_fn run; } ukernel;
+
+/* Blocking. One MR x KC strip of A (12 KiB at MR = 12) stays in L1 while it
+ * meets every NR-wide strip of the packed B block, which stream from L2
+ * (KC x NC, 512 KiB). */
+static int KC = 512, NC = 256, INPLACE = 1;
+__attribute__((constructor)) static void tune(void){ char*e=getenv("GEMM_KC"); if(e) KC=atoi(e); e=getenv("GEMM_NC"); if(e) NC=atoi(e); e=getenv("GEMM_INPLACE"); if(e) INPLACE=atoi(e);}
+
+/* Copy the strip of rows i0 .. i0+MR of op(A), columns p0 .. p0+kc, into a
+ * compact buffer, times alpha (the definition's one rounding), rows past M
+ * zero. An untransposed A keeps its layout, (MR, kc), a transposed one its
+ * own, (kc, MR): both copies are runs of contiguous floats. *rs and *cs
+ * receive the strip's row and k strides for the micro-kernel. (Reading A in
+ * place instead would stride by lda, and the rows of a power-of-two lda fall
+ * into the same few L1 sets.) */
+static void pack_a(float *Ap, int MR, int transA, const float *A, int lda, int M,
+                   int i0, int p0, int kc, float alpha, size_t *rs, size_t *cs) {
+    int mr = M - i0 < MR ? M - i0 : MR;
+    if (!transA) {
+        for (int r = 0; r < mr; r++) {
+            const float *a = A + (size_t)(i0 + r) * lda + p0;
+            float *d = Ap + (size_t)r * kc;
+            if (alpha == 1.0f) memcpy(d, a, kc * sizeof(float));
+            else for (int k = 0; k < kc; k++) d[k] = alpha * a[k];
+        }
+        memset(Ap + (size_t)mr * kc, 0, (size_t)(MR - mr) * kc * sizeof(float));
+        *rs = (size_t)kc;
+        *cs = 1;
+    } else {
+        for (int k = 0; k < kc; k++) {
+            const float *a = A + (size_t)(p0 + k) * lda + i0;
+            float *d = Ap + (size_t)k * MR;
+            for (int r = 0; r < mr; r++) d[r] = alpha * a[r];
+            for (int r = mr; r < MR; r++) d[r] = 0.0f;
+        }
+        *rs = 1;
+        *cs = (size_t)MR;
+    }
+}
+
+/* Bp (kc, nr_full): columns j0 .. j0+nr of op(B), rows p0 .. p0+kc; columns
+ * past N are zero */
+static void pack_b(float *Bp, int nr_full, int transB, const float *B, int ldb, int N,
+                   int j0, int p0, int kc) {
+    int nr = N - j0 < nr_full ? N - j0 : nr_full;
+    if (transB) {   // read along k (contiguous), write down the strip
+        for (int j = 0; j < nr; j++) {
+            const float *b = B + (size_t)(j0 + j) * ldb + p0;
+            for (int k = 0; k < kc; k++) Bp[(size_t)k * nr_full + j] = b[k];
+        }
+        for (int k = 0; k < kc; k++)
+            for (int j = nr; j < nr_full; j++) Bp[(size_t)k * nr_full + j] = 0.0f;
+    } else {
+        for (int k = 0; k < kc; k++) {
+            const float *b = B + (size_t)(p0 + k) * ldb + j0;
+            float *d = Bp + (size_t)k * nr_full;
+            for (int j = 0; j < nr; j++) d[j] = b[j];
+            for (int j = nr; j < nr_full; j++) d[j] = 0.0f;
+        }
+    }
+}
+
+/* One MR x NR tile of C at (i0, j0), A strip at (a, rs, cs). A tile cut by
+ * the edge of C runs in a full-size copy: its extra rows and columns come
+ * from the zero padding and are dropped; the kept elements see the same
+ * operations. */
+static void run_tile(const ukernel *u, int kc, const float *a, size_t rs, size_t cs,
+                     const float *Bp, float *C, int ldc, int M, int N, int i0, int j0, int acc) {
+    int mr = M - i0 < u->mr ? M - i0 : u->mr, nr = N - j0 < u->nr ? N - j0 : u->nr;
+    float *c = C + (size_t)i0 * ldc + j0;
+    if (mr == u->mr && nr == u->nr) { u->run(kc, a, rs, cs, Bp, c, (size_t)ldc, acc); return; }
+    float tile[12 * 32] __attribute__((aligned(64)));
+    if (acc)
+        for (int r = 0; r < mr; r++) memcpy(tile + r * u->nr, c + (size_t)r * ldc, nr * sizeof(float));
+    u->run(kc, a, rs, cs, Bp, tile, (size_t)u->nr, acc);
+    for (int r = 0; r < mr; r++) memcpy(c + (size_t)r * ldc, tile + r * u->nr, nr * sizeof(float));
+}
+
+/* One thread's gemm on its block of C: every K block of A meets every K
+ * block of B in k order, so each element's fmaf chain is the definition's. */
+static void gemm_block(const ukernel *u, int transA, int transB, int M, int N, int K,
+                       float alpha, const float *A, int lda, const float *B, int ldb,
+                       int first_acc, float *C, int ldc, float *Ap, float *Bp) {
+    const int MR = u->mr, NR = u->nr;
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC, nstrips = (nc + NR - 1) / NR;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC, acc = pc > 0 || first_acc;
+            for (int s = 0; s < nstrips; s++)
+                pack_b(Bp + (size_t)s * NR * kc, NR, transB, B, ldb, N, jc + s * NR, pc, kc);
+            for (int i0 = 0; i0 < M; i0 += MR) {
+                size_t rs, cs;
+                const float *a = Ap;
+                if (INPLACE && !transA && alpha == 1.0f && i0 + MR <= M && lda % 1024 != 0) { a = A + (size_t)i0 * lda + pc; rs = lda; cs = 1; }
+                else pack_a(Ap, MR, transA, A, lda, M, i0, pc, kc, alpha, &rs, &cs);
+                for (int s = 0; s < nstrips; s++)
+                    run_tile(u, kc, a, rs, cs, Bp + (size_t)s * NR * kc, C, ldc, M, N, i0,
+                             jc + s * NR, acc);
+            }
+        }
+    }
+}
+
+/* Threads split C into one block each, along whichever of M and N has more
+ * tiles, at tile boundaries. Blocks share nothing (each packs its own A and
+ * B), so there is no barrier inside: one fork, one join. */
+static void gemm_packed(const ukernel *u, int transA, int transB, int M, int N, int K,
+                        float alpha, const float *A, int lda, const float *B, int ldb,
+                        float beta, float *C, int ldc, int nthreads) {
+    const int MR = u->mr, NR = u->nr;
+    // beta: 0 starts the first K block from zero, 1 from C; anything else
+    // scales C first (the definition's beta * C)
+    if (beta != 0.0f && beta != 1.0f)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] *= beta;
+    int first_acc = beta != 0.0f;
+    int mtiles = (M + MR - 1) / MR, ntiles = (N + NR - 1) / NR;
+    int by_rows = mtiles >= ntiles;
+    int tiles = by_rows ? mtiles : ntiles;
+    if (nthreads > tiles) nthreads = tiles;
+    int kc_max = K < KC ? K : KC, nc_max = N < NC ? N : NC;
+    size_t ap_size = (size_t)MR * kc_max, bp_size = (size_t)(nc_max + NR - 1) / NR * NR * kc_max;
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int lo = (int)((long)tiles * t / nt), hi = (int)((long)tiles * (t + 1) / nt);
+        float *Ap = opd_malloc(ap_size * sizeof(float)), *Bp = opd_malloc(bp_size * sizeof(float));
+        if (by_rows) {
+            int i0 = lo * MR, i1 = hi * MR < M ? hi * MR : M;
+            if (i1 > i0)
+                gemm_block(u, transA, transB, i1 - i0, N, K, alpha,
+                           transA ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, first_acc,
+                           C + (size_t)i0 * ldc, ldc, Ap, Bp);
+        } else {
+            int j0 = lo * NR, j1 = hi * NR < N ? hi * NR : N;
+            if (j1 > j0)
+                gemm_block(u, transA, transB, M, j1 - j0, K, alpha, A, lda,
+                           transB ? B + (size_t)j0 * ldb : B + j0, ldb, first_acc, C + j0, ldc,
+                           Ap, Bp);
+        }
+        free(Ap);
+        free(Bp);
+    }
+}
+
+/* Threads for one gemm: one inside a parallel region (attention runs its
+ * gemms per head) or for a product too small to repay a fork/join. */
+static int gemm_threads(int M, int N, int K) {
+    if (omp_in_parallel()) return 1;
+    if ((double)M * N * K < 262144.0) return 1;
+    return omp_get_max_threads();
+}
+
+void opd_gemm_own(int transA, int transB, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc) {
+    static const ukernel k512 = {12, 32, opd_ukernel_avx512_12x32};
+    static const ukernel k2 = {6, 16, opd_ukernel_avx2_6x16};
+    int nthreads = gemm_threads(M, N, K);
+    switch (opd_isa_get()) {
+    case OPD_ISA_AVX512:
+        gemm_packed(&k512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads);
+        break;
+    case OPD_ISA_AVX2:
+        gemm_packed(&k2, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads);
+        break;
+    default:
+        gemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads);
+    }
+}

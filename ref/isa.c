@@ -1,0 +1,71 @@
+/* isa.c — which instruction-set path the kernels take.
+ *
+ * Chosen once, from the CPU's features (the widest it has), or forced with
+ * OPD_ISA=avx512|avx2|scalar so one machine can run every path. The choice
+ * never changes a result: every path gives the same bits (kernels.h). A
+ * path the CPU lacks is refused with a warning and the best one it has is
+ * used instead. */
+#include "opd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int isa_chosen = 0;
+static opd_isa isa = OPD_ISA_SCALAR;
+
+const char *opd_isa_name(opd_isa i) {
+    return i == OPD_ISA_AVX512 ? "avx512" : i == OPD_ISA_AVX2 ? "avx2" : "scalar";
+}
+
+int opd_isa_parse(const char *name, opd_isa *out) {
+    if (!strcmp(name, "avx512")) *out = OPD_ISA_AVX512;
+    else if (!strcmp(name, "avx2")) *out = OPD_ISA_AVX2;
+    else if (!strcmp(name, "scalar")) *out = OPD_ISA_SCALAR;
+    else return opd_set_error("OPD_ISA '%s' is not avx512, avx2 or scalar", name);
+    return 0;
+}
+
+int opd_isa_supported(opd_isa i) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (i == OPD_ISA_AVX512) return __builtin_cpu_supports("avx512f");
+    if (i == OPD_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    if (i != OPD_ISA_SCALAR) return 0;
+#endif
+    return 1;
+}
+
+static opd_isa isa_best(void) {
+    if (opd_isa_supported(OPD_ISA_AVX512)) return OPD_ISA_AVX512;
+    if (opd_isa_supported(OPD_ISA_AVX2)) return OPD_ISA_AVX2;
+    return OPD_ISA_SCALAR;
+}
+
+opd_isa opd_isa_get(void) {
+    if (isa_chosen) return isa;
+    opd_isa want = isa_best();
+    const char *env = getenv("OPD_ISA");
+    if (env && *env) {
+        opd_isa req;
+        if (opd_isa_parse(env, &req) != 0)
+            fprintf(stderr, "opd: %s; using %s\n", opd_last_error(), opd_isa_name(want));
+        else if (!opd_isa_supported(req))
+            fprintf(stderr, "opd: OPD_ISA=%s but this CPU does not have it; using %s\n", env,
+                    opd_isa_name(want));
+        else
+            want = req;
+    }
+    isa = want;
+    isa_chosen = 1;
+    return isa;
+}
+
+int opd_isa_set(opd_isa i) {
+    if (!opd_isa_supported(i))
+        return opd_set_error("this CPU cannot run the %s path", opd_isa_name(i));
+    isa = i;
+    isa_chosen = 1;
+    return 0;
+}

@@ -1,0 +1,113 @@
+/* kernels_avx512.c — the AVX-512 path (kernels.h): the gemm micro-kernel and
+ * the vector exp / SiLU. Each lane runs the scalar definition's operations on
+ * its own element, in the same order, so the bits are the scalar path's. */
+#pragma GCC target("avx512f")
+#include "kernels.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------- gemm 12 x 32 */
+/* 24 accumulators (12 rows x 2 vectors of 16 columns) stay in registers for
+ * the whole K block; per k: two loads of Bp, 12 broadcasts of Ap, 24 FMAs.
+ * Each C element gets its products in k order, one fmaf each. */
+#define MR 12
+void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, const float *Bp,
+                              float *C, size_t ldc, int acc) {
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        c0[r] = acc ? _mm512_loadu_ps(C + r * ldc) : _mm512_setzero_ps();
+        c1[r] = acc ? _mm512_loadu_ps(C + r * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(Bp + (size_t)k * 32), b1 = _mm512_load_ps(Bp + (size_t)k * 32 + 16);
+        const float *a = A + (size_t)k * cs;
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512 ar = _mm512_set1_ps(a[r * rs]);
+            c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        _mm512_storeu_ps(C + r * ldc, c0[r]);
+        _mm512_storeu_ps(C + r * ldc + 16, c1[r]);
+    }
+}
+#undef MR
+
+/* ------------------------------------------------------------------ exp */
+/* opd_expf (mathfn.c) on 16 lanes: the same reduction, polynomial and
+ * special cases, the latter as masks instead of branches. */
+static inline __m512 expf16(__m512 x) {
+    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(OPD_EXPF_LOG2E),
+                                             _mm512_set1_ps(OPD_EXPF_SHIFT)),
+                             _mm512_set1_ps(OPD_EXPF_SHIFT));
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-OPD_EXPF_LN2_HI), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-OPD_EXPF_LN2_LO), r);
+    __m512 z = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_set1_ps(OPD_EXPF_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPD_EXPF_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPD_EXPF_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPD_EXPF_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPD_EXPF_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPD_EXPF_P5));
+    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, z, r), _mm512_set1_ps(1.0f));
+    // n is integral and in range wherever the result is kept (masks below)
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
+    y = _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+    __mmask16 hi = _mm512_cmp_ps_mask(x, _mm512_set1_ps(OPD_EXPF_HI), _CMP_GT_OQ);
+    __mmask16 lo = _mm512_cmp_ps_mask(x, _mm512_set1_ps(OPD_EXPF_LO), _CMP_LT_OQ);
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    y = _mm512_mask_mov_ps(y, hi, _mm512_set1_ps(__builtin_inff()));
+    y = _mm512_mask_mov_ps(y, lo, _mm512_setzero_ps());
+    y = _mm512_mask_mov_ps(y, nan, x);
+    return y;
+}
+
+/* -g exactly as the scalar code's unary minus: flip the sign bit */
+static inline __m512 neg16(__m512 g) {
+    return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000u)));
+}
+
+static inline __mmask16 tail_mask(size_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+void opd_vexp_sub_avx512(float *y, const float *x, float shift, size_t n) {
+    __m512 s = _mm512_set1_ps(shift);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(y + i, m, expf16(_mm512_sub_ps(v, s)));
+    }
+}
+
+void opd_vsilu_mul_avx512(float *out, const float *gate, const float *up, size_t n) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i), u = _mm512_maskz_loadu_ps(m, up + i);
+        __m512 d = _mm512_add_ps(one, expf16(neg16(g)));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_div_ps(g, d), u));
+    }
+}
+
+void opd_vsilu_mul_backward_avx512(float *dgate, float *dup, const float *dout,
+                                   const float *gate, const float *up, size_t n) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i), u = _mm512_maskz_loadu_ps(m, up + i);
+        __m512 d = _mm512_maskz_loadu_ps(m, dout + i);
+        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, expf16(neg16(g))));
+        // dout * up * (s + g * s * (1 - s)), left to right as in the scalar code
+        __m512 ds = _mm512_add_ps(s, _mm512_mul_ps(_mm512_mul_ps(g, s), _mm512_sub_ps(one, s)));
+        __m512 dg = _mm512_mul_ps(_mm512_mul_ps(d, u), ds);
+        __m512 du = _mm512_mul_ps(_mm512_mul_ps(d, g), s);
+        _mm512_mask_storeu_ps(dgate + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dgate + i), dg));
+        _mm512_mask_storeu_ps(dup + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dup + i), du));
+    }
+}
