@@ -76,19 +76,18 @@ static void gemm_portable(int transA, int transB, int M, int N, int K, float alp
 /* --------------------------------------------------------- packed path */
 typedef struct { int mr, nr; opd_ukernel_fn run; } ukernel;
 
-/* Blocking. One MR x KC strip of A (12 KiB at MR = 12) stays in L1 while it
- * meets every NR-wide strip of the packed B block, which stream from L2
- * (KC x NC, 512 KiB). */
-static int KC = 512, NC = 256, INPLACE = 1;
-__attribute__((constructor)) static void tune(void){ char*e=getenv("GEMM_KC"); if(e) KC=atoi(e); e=getenv("GEMM_NC"); if(e) NC=atoi(e); e=getenv("GEMM_INPLACE"); if(e) INPLACE=atoi(e);}
+/* Blocking, measured on the model's shapes (tests of KC 64..1024, NC
+ * 128..1024): long K blocks win, since each one costs a C tile load and
+ * store and a kernel call, and the B block (KC x NC, 512 KiB) stays in L2
+ * while the MR-row strips of A pass over it, each meeting every NR-wide
+ * strip of the block. */
+enum { KC = 512, NC = 256 };
 
 /* Copy the strip of rows i0 .. i0+MR of op(A), columns p0 .. p0+kc, into a
  * compact buffer, times alpha (the definition's one rounding), rows past M
  * zero. An untransposed A keeps its layout, (MR, kc), a transposed one its
  * own, (kc, MR): both copies are runs of contiguous floats. *rs and *cs
- * receive the strip's row and k strides for the micro-kernel. (Reading A in
- * place instead would stride by lda, and the rows of a power-of-two lda fall
- * into the same few L1 sets.) */
+ * receive the strip's row and k strides for the micro-kernel. */
 static void pack_a(float *Ap, int MR, int transA, const float *A, int lda, int M,
                    int i0, int p0, int kc, float alpha, size_t *rs, size_t *cs) {
     int mr = M - i0 < MR ? M - i0 : MR;
@@ -165,10 +164,18 @@ static void gemm_block(const ukernel *u, int transA, int transB, int M, int N, i
             for (int s = 0; s < nstrips; s++)
                 pack_b(Bp + (size_t)s * NR * kc, NR, transB, B, ldb, N, jc + s * NR, pc, kc);
             for (int i0 = 0; i0 < M; i0 += MR) {
+                // A is read in place where it can be: untransposed, alpha 1 (no
+                // rounding to apply), a whole strip, and an lda that does not
+                // put the strip's rows into the same few L1 sets (4 KiB apart)
                 size_t rs, cs;
                 const float *a = Ap;
-                if (INPLACE && !transA && alpha == 1.0f && i0 + MR <= M && lda % 1024 != 0) { a = A + (size_t)i0 * lda + pc; rs = lda; cs = 1; }
-                else pack_a(Ap, MR, transA, A, lda, M, i0, pc, kc, alpha, &rs, &cs);
+                if (!transA && alpha == 1.0f && i0 + MR <= M && lda % 1024 != 0) {
+                    a = A + (size_t)i0 * lda + pc;
+                    rs = (size_t)lda;
+                    cs = 1;
+                } else {
+                    pack_a(Ap, MR, transA, A, lda, M, i0, pc, kc, alpha, &rs, &cs);
+                }
                 for (int s = 0; s < nstrips; s++)
                     run_tile(u, kc, a, rs, cs, Bp + (size_t)s * NR * kc, C, ldc, M, N, i0,
                              jc + s * NR, acc);
