@@ -603,6 +603,9 @@ typedef struct {
     pcre2_match_data *md;
     pcre2_match_context *mc;
     pcre2_jit_stack *js;
+    int scratch_n;       /* bpe_word's buffers, kept for the whole encode */
+    int *sym;            /* (3 * scratch_n) symbols, next and prev links */
+    uint64_t *heap;      /* (3 * scratch_n) pending merges */
 } encoder;
 
 static int emit(encoder *e, int id) {
@@ -618,38 +621,79 @@ static int pair_rank(const opd_bpe *t, int a, int b) {
     return r < 0 ? INT_MAX : r;
 }
 
+/* A min-heap of pending merges, each a 64-bit key (rank << 32 | position):
+ * the lowest rank comes out first and, on a tie, the leftmost position. */
+static void heap_push(uint64_t *h, int *n, uint64_t k) {
+    int i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > k) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = k;
+}
+
+static uint64_t heap_pop(uint64_t *h, int *n) {
+    uint64_t top = h[0], last = h[--*n];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= last) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = last;
+    return top;
+}
+
+/* Queues the merge of symbol i with its right neighbour j, if there is one. */
+static void queue_pair(const opd_bpe *t, const int *sym, int i, int j, uint64_t *heap, int *nheap) {
+    int r = pair_rank(t, sym[i], sym[j]);
+    if (r != INT_MAX) heap_push(heap, nheap, (uint64_t)r << 32 | (uint32_t)i);
+}
+
 /* Stage 4, BPE on one word: start from its bytes and repeatedly merge the
- * adjacent pair of lowest rank (the leftmost one on a tie), as tokenizers
- * does with its priority queue. O(n^2) in the word length with a linear scan
- * for the minimum, which keeps the rule visible; words are short (the
- * pre-tokenizer cuts text at spaces, digits and punctuation). */
+ * adjacent pair of lowest rank (the leftmost one on a tie). As in
+ * tokenizers, the symbols are a linked list over the byte positions and the
+ * candidate merges wait in a heap by (rank, position), so a long word (a
+ * run of letters with no space, base64) costs O(n log n), not O(n^2). An
+ * entry is stale once a neighbour has been merged away or replaced: it is
+ * skipped when the pair at its position no longer has its rank. */
 static int bpe_word(const opd_bpe *t, encoder *e, const unsigned char *w, int n) {
     if (t->ignore_merges) {  /* Llama 3: a word that is a token stays whole */
         int id = n <= OPD_BPE_MAX_TOKEN ? map_get(t->vocab, w, n) : -1;
         if (id >= 0) return emit(e, id);
     }
-    int stack_sym[256], stack_rank[256];
-    int *sym = n <= 256 ? stack_sym : opd_malloc(n * sizeof *sym);
-    int *rank = n <= 256 ? stack_rank : opd_malloc(n * sizeof *rank);  /* rank[i]: pair (i, i+1) */
-    for (int i = 0; i < n; i++) sym[i] = t->byte_id[w[i]];
-    for (int i = 0; i + 1 < n; i++) rank[i] = pair_rank(t, sym[i], sym[i + 1]);
-    int m = n;
-    for (;;) {
-        int best = -1;
-        for (int i = 0; i + 1 < m; i++)
-            if (rank[i] != INT_MAX && (best < 0 || rank[i] < rank[best])) best = i;
-        if (best < 0) break;
-        sym[best] = t->merge_result[rank[best]];
-        memmove(sym + best + 1, sym + best + 2, (m - best - 2) * sizeof *sym);
-        memmove(rank + best + 1, rank + best + 2, (m > best + 2 ? m - best - 3 : 0) * sizeof *rank);
-        m--;
-        if (best > 0) rank[best - 1] = pair_rank(t, sym[best - 1], sym[best]);
-        if (best + 1 < m) rank[best] = pair_rank(t, sym[best], sym[best + 1]);
+    if (n > e->scratch_n) {  /* every merge queues at most two pairs: 3n entries */
+        free(e->sym); free(e->heap);
+        e->scratch_n = n;
+        e->sym = opd_malloc(3 * (size_t)n * sizeof *e->sym);
+        e->heap = opd_malloc(3 * (size_t)n * sizeof *e->heap);
     }
-    int rc = 0;
-    for (int i = 0; i < m && !rc; i++) rc = emit(e, sym[i]);
-    if (sym != stack_sym) { free(sym); free(rank); }
-    return rc;
+    /* the live symbols are a doubly linked list over the byte positions;
+     * sym[i] < 0: position i has been merged into the symbol on its left */
+    int *sym = e->sym, *next = e->sym + n, *prev = e->sym + 2 * n;
+    uint64_t *heap = e->heap;
+    int nheap = 0;
+    for (int i = 0; i < n; i++) {
+        sym[i] = t->byte_id[w[i]];
+        next[i] = i + 1 < n ? i + 1 : -1;
+        prev[i] = i - 1;
+    }
+    for (int i = 0; i + 1 < n; i++) queue_pair(t, sym, i, i + 1, heap, &nheap);
+    while (nheap > 0) {
+        uint64_t k = heap_pop(heap, &nheap);
+        int rank = (int)(k >> 32), i = (int)(k & 0xffffffffu), j = next[i];
+        if (sym[i] < 0 || j < 0 || pair_rank(t, sym[i], sym[j]) != rank) continue;  /* stale */
+        sym[i] = t->merge_result[rank];
+        sym[j] = -1;
+        next[i] = next[j];
+        if (next[i] >= 0) prev[next[i]] = i;
+        /* the merged symbol forms new pairs with both neighbours */
+        if (prev[i] >= 0) queue_pair(t, sym, prev[i], i, heap, &nheap);
+        if (next[i] >= 0) queue_pair(t, sym, i, next[i], heap, &nheap);
+    }
+    for (int i = 0; i >= 0; i = next[i])
+        if (emit(e, sym[i])) return -1;
+    return 0;
 }
 
 /* Stage 3, the pre-tokenizer: Split step `level` cuts s into its regex
@@ -772,7 +816,7 @@ int opd_bpe_encode(const opd_bpe *t, const char *text, size_t len, int *ids, int
     if (!t->vocab) return opd_set_error("bpe encode: no tokenizer loaded");
     const uint8_t *bad = u8_check((const uint8_t *)text, len);
     if (bad) return opd_set_error("bpe encode: invalid UTF-8 at byte %zu", (size_t)(bad - (const uint8_t *)text));
-    encoder e = {ids, 0, cap < 0 ? 0 : cap, NULL, NULL, NULL};
+    encoder e = {ids, 0, cap < 0 ? 0 : cap, NULL, NULL, NULL, 0, NULL, NULL};
     e.md = pcre2_match_data_create(1, NULL);
     e.mc = pcre2_match_context_create(NULL);
     /* a JIT stack larger than the default 32 KiB, for long whitespace runs */
@@ -782,6 +826,8 @@ int opd_bpe_encode(const opd_bpe *t, const char *text, size_t len, int *ids, int
     pcre2_jit_stack_free(e.js);
     pcre2_match_context_free(e.mc);
     pcre2_match_data_free(e.md);
+    free(e.sym);
+    free(e.heap);
     return rc ? -1 : e.n;
 }
 

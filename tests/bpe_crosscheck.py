@@ -87,7 +87,9 @@ def gen_text(rng, n_pieces, specials=()):
 
 
 def edge_cases(specials):
-    e = ["", " ", "  ", "\n", "\r\n", "\r\n\r\n", "\t\t\t", " \t\n\r\n ", "a", "ab", "hello", " hello", "hello ",
+    r = random.Random(5)
+    long_word = "".join(r.choice("abcdefghijklmnopqrstuvwxyzé") for _ in range(20000))
+    e = [long_word, "the" * 5000, "", " ", "  ", "\n", "\r\n", "\r\n\r\n", "\t\t\t", " \t\n\r\n ", "a", "ab", "hello", " hello", "hello ",
          "1234567890" * 20, "9" * 1000, " " * 5000 + "x", "x" + " " * 5000, "\n" * 300, "a\u0301" * 50,
          "don't DON'T Don'T", "ſ's 'S 'ſ", "K's", "'ll've're", "''''", "a'b'c'", "😀" * 100,
          "👨‍👩‍👧‍👦👨‍👩‍👧‍👦", "中文" * 200, "\u180e\u180e a", "\u0085x\u0085", "\u2028\u2029", "\u00a0\u00a0x",
