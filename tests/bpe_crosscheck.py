@@ -5,10 +5,13 @@ There is no model hub here, so the tokenizer.json files are BUILT with the
 tokenizers library: small byte-level BPEs trained on generated text, with the
 pre-tokenizer, normalizer, model options and special tokens of
   qwen2   Qwen2's Split regex + NFC + ByteLevel(use_regex=False),
-          <|endoftext|> <|im_start|> <|im_end|>
+          <|endoftext|> <|im_start|> <|im_end|> with ids after the model's
+          vocab (as in the released file), ByteLevel post-processor
   llama3  Llama 3's Split regex, no normalizer, ignore_merges, a few whole-word
           tokens no merge reaches (so ignore_merges matters), merges written in
           the newer ["a", "b"] form for opd, <|begin_of_text|> <|eot_id|> ...
+          and 20 <|reserved_special_token_N|>, Llama 3.1's post-processor
+          (<|begin_of_text|> + opd's ids must be encode(add_special_tokens=True))
   gpt2    plain ByteLevel(use_regex=True) + NFC, and added tokens with
           single_word / lstrip / rstrip / normalized set
 Every string is encoded by both (tokenizers with add_special_tokens=False);
@@ -26,7 +29,7 @@ import sys
 import time
 import unicodedata
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 QWEN2_RE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 LLAMA3_RE = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -100,15 +103,19 @@ def edge_cases(specials):
     return e
 
 
-def train(corpus, vocab_size, pre_tok, normalizer, specials, ignore_merges=False):
+def train(corpus, vocab_size, pre_tok, normalizer, specials, ignore_merges=False, specials_after=False):
+    """specials_after: the special tokens get the ids after the model's vocab
+    and are not in it, as in the released Qwen2 and Llama 3 files."""
     tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
     if normalizer is not None:
         tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tok
     tok.decoder = decoders.ByteLevel()
-    tr = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), show_progress=False,
-                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tr = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[] if specials_after else list(specials),
+                             show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus, trainer=tr)
+    if specials_after:
+        tok.add_special_tokens([AddedToken(sp, special=True, normalized=False) for sp in specials])
     return tok
 
 
@@ -120,30 +127,48 @@ def build(workdir, rng):
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = train(corpus, 3000, pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_RE), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), normalizers.NFC(), specials)
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), normalizers.NFC(), specials,
+        specials_after=True)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
     path = os.path.join(workdir, "qwen2.json")
     tok.save(path)
     built["qwen2"] = (tok, path, specials)
 
-    # (b) Llama 3: ignore_merges, whole-word tokens no merge reaches, array merges for opd
-    specials = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+    # (b) Llama 3: ignore_merges, whole-word tokens no merge reaches (added to
+    # the vocab before the special tokens, whose ids come after it), array
+    # merges for opd
+    specials = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"] + \
+        [f"<|reserved_special_token_{i}|>" for i in range(20)]
     tok = train(corpus, 3000, pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), None, specials, ignore_merges=True)
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), None, [], ignore_merges=True)
     d = json.loads(tok.to_str())
     vocab = d["model"]["vocab"]
     for w in ["Ġzqxv", "zqxv", "Ġwordless", "Ġdistillation", "ĠstudentTeacher"]:
         if w not in vocab:
-            vocab[w] = max(max(vocab.values()), max(a["id"] for a in d["added_tokens"])) + 1
-    ref = Tokenizer.from_str(json.dumps(d))
+            vocab[w] = max(vocab.values()) + 1
+
+    def with_specials(d):
+        tok = Tokenizer.from_str(json.dumps(d))
+        tok.add_special_tokens([AddedToken(sp, special=True, normalized=False) for sp in specials])
+        # Llama 3.1's post-processor (opd, like add_special_tokens=False, does not apply it)
+        bos = ("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))
+        tok.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B",
+                                          special_tokens=[bos])])
+        return tok
+
+    ref = with_specials(d)
+    d = json.loads(ref.to_str())
     d["model"]["merges"] = [m.split(" ") for m in d["model"]["merges"]]
     path = os.path.join(workdir, "llama3.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(d, f, ensure_ascii=False)
+    d = json.loads(ref.to_str())
     d["model"]["ignore_merges"] = False
-    without = Tokenizer.from_str(json.dumps(d | {"model": d["model"] | {"merges": [" ".join(m) for m in d["model"]["merges"]]}}))
     built["llama3"] = (ref, path, specials)
-    built["llama3_without_ignore"] = without
+    built["llama3_without_ignore"] = Tokenizer.from_str(json.dumps(d))
 
     # (c) GPT-2 style, with the added-token options set
     tok = train(corpus, 2000, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
@@ -211,6 +236,9 @@ def main():
                     problems.append(f"decode differs: {dec[:80]!r}")
                 if dec_skip.decode("utf-8", "replace") != tok.decode(want, skip_special_tokens=True):
                     problems.append(f"decode (skip special) differs: {dec_skip[:80]!r}")
+                if name == "llama3":  # the post-processor only puts <|begin_of_text|> in front
+                    if [tok.token_to_id("<|begin_of_text|>")] + got != tok.encode(s).ids:
+                        problems.append("<|begin_of_text|> + ids is not encode(add_special_tokens=True)")
                 back = unicodedata.normalize("NFC", s) if name == "qwen2" else s
                 if name != "gpt2" and dec != back.encode():
                     problems.append(f"no round trip: {dec[:80]!r}")
