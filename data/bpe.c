@@ -516,9 +516,11 @@ static int load_added(opd_bpe *t, int *cap, const char *path, json_t *root) {
         if (!json_is_integer(id)) return opd_set_error("%s: %s.id must be an integer", path, where);
         if (!json_is_string(content) || !json_string_length(content))
             return opd_set_error("%s: %s.content must be a non-empty string", path, where);
+        json_int_t idv = json_integer_value(id);
+        if (idv < 0 || idv >= OPD_BPE_MAX_VOCAB)
+            return opd_set_error("%s: %s: id %lld is outside [0, %d)", path, where, (long long)idv, OPD_BPE_MAX_VOCAB);
         opd_bpe_added *a = &t->added[t->n_added++];
-        a->id = (int)json_integer_value(id);
-        if (json_integer_value(id) != a->id) a->id = -1;
+        a->id = (int)idv;
         a->special = json_is_true(json_object_get(e, "special"));
         a->single_word = json_is_true(json_object_get(e, "single_word"));
         a->lstrip = json_is_true(json_object_get(e, "lstrip"));
