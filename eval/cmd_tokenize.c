@@ -9,12 +9,14 @@
 #include <string.h>
 
 static void tokenize_help(void) {
-    printf("Usage: opd tokenize --tokenizer TOKENIZER.json (--text STR | --file F) [OPTIONS]\n"
+    printf("Usage: opd tokenize --tokenizer TOKENIZER.json (--text STR | --file F | --prompts P) [OPTIONS]\n"
            "Encode text with a Hugging Face tokenizer.json (byte-level BPE: Qwen2, Llama 3)\n"
            "and print the ids on one line; with --decode, read ids and print the text.\n\n"
            "  --tokenizer FILE   the tokenizer.json\n"
            "  --text STR         the text (with --decode: ids separated by spaces)\n"
            "  --file F           read the text (or the ids) from a file, '-' for stdin\n"
+           "  --prompts P        a JSONL prompt file: print, per prompt, its line and its\n"
+           "                     number of ids after the template, then the largest\n"
            "  --template T       chat template around the text: none (default), chatml,\n"
            "                     llama3, or a file with one {prompt}\n"
            "  --decode           ids in, text out\n"
@@ -80,14 +82,47 @@ static int decode_ids(const opd_bpe *t, const char *s, int flags) {
     return len < 0 ? -1 : 0;
 }
 
+/* --prompts: the number of ids of every prompt once templated (what a
+ * model's max sequence length has to hold), then the largest. */
+static int prompt_lengths(const opd_bpe *t, const char *path, const char *tmpl, int flags) {
+    opd_prompt_set s;
+    opd_chat_template ct;
+    if (opd_chat_template_load(&ct, tmpl)) return -1;
+    if (opd_prompts_read(path, &s)) { opd_chat_template_free(&ct); return -1; }
+    int rc = 0, longest = 0, longest_line = 0;
+    long total = 0;
+    for (int i = 0; i < s.n && !rc; i++) {
+        char *full = opd_chat_template_apply(&ct, s.item[i].prompt);
+        size_t len = strlen(full);
+        int *ids = opd_malloc((len + 1) * sizeof *ids);
+        int n = opd_bpe_encode(t, full, len, ids, (int)len + 1, flags);
+        if (n < 0) {
+            rc = opd_set_error("%s:%d: %s", path, s.item[i].line, opd_last_error());
+        } else {
+            printf("%d\t%d\n", s.item[i].line, n);
+            total += n;
+            if (n > longest) { longest = n; longest_line = s.item[i].line; }
+        }
+        free(ids);
+        free(full);
+    }
+    if (!rc)
+        printf("# %d prompts, %ld ids, mean %.1f, longest %d (line %d)\n", s.n, total,
+               (double)total / s.n, longest, longest_line);
+    opd_prompts_free(&s);
+    opd_chat_template_free(&ct);
+    return rc;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     static const struct option opts[] = {
         {"tokenizer", required_argument, 0, 't'}, {"text", required_argument, 0, 'x'},
         {"file", required_argument, 0, 'f'},      {"template", required_argument, 0, 'T'},
         {"decode", no_argument, 0, 'd'},          {"skip-special", no_argument, 0, 's'},
         {"no-added", no_argument, 0, 'n'},        {"count", no_argument, 0, 'c'},
+        {"prompts", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
-    const char *tok_path = NULL, *text = NULL, *file = NULL, *tmpl = "none";
+    const char *tok_path = NULL, *text = NULL, *file = NULL, *prompts = NULL, *tmpl = "none";
     int decode = 0, skip = 0, no_added = 0, count = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -100,16 +135,22 @@ int cmd_tokenize(int argc, char **argv) {
         case 's': skip = 1; break;
         case 'n': no_added = 1; break;
         case 'c': count = 1; break;
+        case 'p': prompts = optarg; break;
         case 'h': tokenize_help(); return 0;
         default: return cli_usage_error("tokenize");
         }
     }
-    if (optind != argc || !tok_path || !text == !file) {
-        fprintf(stderr, "opd tokenize: needs --tokenizer and exactly one of --text, --file\n");
+    if (optind != argc || !tok_path || (!!text + !!file + !!prompts) != 1 || (prompts && decode)) {
+        fprintf(stderr, "opd tokenize: needs --tokenizer and exactly one of --text, --file, --prompts\n");
         return cli_usage_error("tokenize");
     }
     opd_bpe t;
     if (opd_bpe_load(&t, tok_path)) return cli_fail("tokenize");
+    if (prompts) {
+        int rc = prompt_lengths(&t, prompts, tmpl, no_added ? OPD_BPE_NO_ADDED : 0);
+        opd_bpe_free(&t);
+        return rc ? cli_fail("tokenize") : 0;
+    }
     size_t len = 0;
     char *owned = NULL;
     if (file) {
