@@ -49,7 +49,13 @@ static int parse_prompt_line(const char *path, int lineno, const char *s, size_t
             snprintf(num, sizeof num, "%lld", (long long)json_integer_value(an));
             p->answer = dup_n(num, strlen(num));
         } else if (json_is_real(an)) {
-            snprintf(num, sizeof num, "%.17g", json_real_value(an));
+            /* the shortest form that reads back as the same double: 0.1 is
+             * "0.1", not "0.10000000000000001" */
+            double v = json_real_value(an);
+            for (int prec = 1; prec <= 17; prec++) {
+                snprintf(num, sizeof num, "%.*g", prec, v);
+                if (strtod(num, NULL) == v) break;
+            }
             p->answer = dup_n(num, strlen(num));
         } else {
             opd_set_error("%s:%d: \"answer\" must be a string or a number", path, lineno);

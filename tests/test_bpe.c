@@ -230,10 +230,11 @@ static void test_prompts_read(void) {
     write_text(path, "{\"prompt\": \"What is 2+2?\", \"answer\": \"4\"}\n"
                      "\n   \n"
                      "{\"prompt\": \"Say hi\\nthere\", \"id\": 7}\r\n"
-                     "{\"prompt\": \"\\u00e9\", \"answer\": 12}\n");
+                     "{\"prompt\": \"\\u00e9\", \"answer\": 12}\n"
+                     "{\"prompt\": \"p\", \"answer\": 0.1}\n");
     opd_prompt_set s;
     CU_ASSERT_FATAL(opd_prompts_read(path, &s) == 0);
-    CU_ASSERT_EQUAL(s.n, 3);
+    CU_ASSERT_EQUAL(s.n, 4);
     CU_ASSERT_STRING_EQUAL(s.item[0].prompt, "What is 2+2?");
     CU_ASSERT_STRING_EQUAL(s.item[0].answer, "4");
     CU_ASSERT_EQUAL(s.item[0].line, 1);
@@ -242,6 +243,7 @@ static void test_prompts_read(void) {
     CU_ASSERT_EQUAL(s.item[1].line, 4);
     CU_ASSERT_STRING_EQUAL(s.item[2].prompt, "\xc3\xa9");
     CU_ASSERT_STRING_EQUAL(s.item[2].answer, "12");
+    CU_ASSERT_STRING_EQUAL(s.item[3].answer, "0.1");
     opd_prompts_free(&s);
 
     struct { const char *text, *want; } bad[] = {
