@@ -135,7 +135,10 @@ void opd_prompts_free(opd_prompt_set *s);
  *   llama3  <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}
  *           <|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n
  *   a path  a file holding the template with exactly one {prompt}
- * (the llama3 line is one string, split here for width). */
+ * (the llama3 line is one string, split here for width). The prompt goes in
+ * as it is: Llama 3's own Jinja template also trims it, and Qwen2's puts
+ * "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n" first; a
+ * template file can do the latter. */
 typedef struct {
     char *prefix, *suffix;
 } opd_chat_template;
