@@ -36,20 +36,22 @@ static int byte_is_printable(int b) {
     return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
 }
 
+/* The 68 others, in byte order, are 0x00-0x20 (33), 0x7f-0xa0 (34), 0xad. */
 int opd_bpe_byte_char(int b) {
     if (b < 0 || b > 255) return -1;
     if (byte_is_printable(b)) return b;
-    int n = 0;
-    for (int i = 0; i < b; i++) n += !byte_is_printable(i);
-    return 256 + n;
+    if (b <= 0x20) return 256 + b;
+    if (b <= 0xa0) return 256 + 33 + (b - 0x7f);
+    return 256 + 67;  /* 0xad */
 }
 
 int opd_bpe_char_byte(int cp) {
     if (cp >= 0 && cp <= 255) return byte_is_printable(cp) ? cp : -1;
-    if (cp < 256 || cp >= 256 + 68) return -1;
-    for (int b = 0, n = 0; b < 256; b++)
-        if (!byte_is_printable(b) && n++ == cp - 256) return b;
-    return -1;
+    int n = cp - 256;
+    if (n < 0 || n >= 68) return -1;
+    if (n < 33) return n;
+    if (n < 67) return 0x7f + (n - 33);
+    return 0xad;
 }
 
 /* A token's text as tokenizers' ByteLevel decoder gives it: when every
