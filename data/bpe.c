@@ -818,6 +818,7 @@ static int encode_normalized(const opd_bpe *t, encoder *e, const char *s, size_t
 
 int opd_bpe_encode(const opd_bpe *t, const char *text, size_t len, int *ids, int cap, int flags) {
     if (!t->vocab) return opd_set_error("bpe encode: no tokenizer loaded");
+    if (len > (size_t)INT_MAX / 4) return opd_set_error("bpe encode: a text of %zu bytes is too long", len);
     const uint8_t *bad = u8_check((const uint8_t *)text, len);
     if (bad) return opd_set_error("bpe encode: invalid UTF-8 at byte %zu", (size_t)(bad - (const uint8_t *)text));
     encoder e = {ids, 0, cap < 0 ? 0 : cap, NULL, NULL, NULL, 0, NULL, NULL};
