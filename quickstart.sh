@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")"
 
 PKGS="build-essential autoconf automake libtool pkg-config libopenblas-openmp-dev libdnnl-dev \
-libcsv-dev libcunit1-dev libjansson-dev python3-torch python3-numpy gnuplot-nox"
+libcsv-dev libcunit1-dev libjansson-dev libpcre2-dev libunistring-dev python3-torch python3-numpy \
+python3-venv python3-pip gnuplot-nox"
 
 missing=""
 for p in $PKGS; do

@@ -12,6 +12,8 @@ typedef struct {
     const char *help;
 } command;
 
+int cmd_tokenize(int argc, char **argv);  /* eval/cmd_tokenize.c */
+
 static const command commands[] = {
     {"init", cmd_init, "write a randomly initialised model checkpoint"},
     {"info", cmd_info, "check a checkpoint and print its config"},
@@ -21,6 +23,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon"},
     {"golden", cmd_golden, "write golden tensors / compare two golden files"},
     {"bench", cmd_bench, "benchmarks: targets, matmul, decode, step (see 'opd bench --help')"},
+    {"tokenize", cmd_tokenize, "encode / decode text with a Hugging Face tokenizer.json"},
     {NULL, NULL, NULL},
 };
 
