@@ -5,13 +5,21 @@
 #include "opd.h"
 
 /* `opd bench matmul`: GFLOP/s of the model's real matmul shapes (forward and
- * the two backward gemms) for each backend, and the best sgemm this machine
- * reaches at that shape over backends and OpenBLAS core types. Flags are
+ * the two backward gemms) for the reference's own gemm, oneDNN, OpenBLAS on
+ * the core it picks and OpenBLAS's best core type. Flags are
  * looked for anywhere in argv (so argv may start at "matmul" or before):
  *   --quick        shorter timing runs
  *   --blas-child   internal: print BLAS timings as "ROW i GFLOPS" lines
  * Returns a process exit code (0 ok). */
 int opd_bench_matmul(int argc, char **argv);
+
+/* The same table, printed, with its geometric means (GFLOP/s; 0 where a
+ * backend is not built). Used by `opd bench targets`. */
+typedef struct {
+    double own, onednn, blas, blas_best;
+    char blas_core[64];
+} bench_matmul_summary;
+int bench_matmul_table(int quick, bench_matmul_summary *sum);
 
 /* A benchmark model: vocabulary V, width d, l layers of h heads (no GQA),
  * SwiGLU hidden size f, max_seq positions; the rest opd_config_default's.

@@ -1,24 +1,28 @@
 /* bench_matmul.c — `opd bench matmul`: GFLOP/s of the matmuls the model
- * really runs, per backend, and the best sgemm the machine reaches there.
+ * really runs, for the reference's own gemm and the optional backends, side
+ * by side in one run.
  *
  * Shapes: N = 16 sequences x 288 positions = 4608 rows; student d=128,
  * ffn 512; teacher d=256, ffn 1024; vocab 64. Each linear layer (C -> OC)
  * runs three gemms: forward out = inp W^T (N x OC x C), dinp = dout W
  * (N x C x OC) and dW = dout^T inp (OC x C x N).
  *
- * OpenBLAS picks its kernels ("core type") once, when the library loads,
- * from the CPU or from OPENBLAS_CORETYPE; it cannot be switched inside a
- * process. So the "best" column re-runs this benchmark's BLAS part in child
- * processes (this same executable, `bench matmul --blas-child`) with
- * OPENBLAS_CORETYPE set to each candidate, and takes the max over backends
- * and core types. To use another core type for real runs, export
- * OPENBLAS_CORETYPE=<name> before starting opd. */
+ * Columns: own (ref/gemm.c, the ISA path this CPU selects), oneDNN,
+ * OpenBLAS with the core type it picks for this CPU, and OpenBLAS's best
+ * core type. OpenBLAS picks its kernels once, when the library loads, from
+ * the CPU or from OPENBLAS_CORETYPE, so the other core types run in child
+ * processes (this same executable, `bench matmul --blas-child`). */
 #define _GNU_SOURCE
+#include "config.h"
 #include "bench.h"
 #include "opd.h"
 
+#if OPD_HAVE_BLAS
 #include <cblas.h>
+#endif
+#if OPD_HAVE_ONEDNN
 #include <dnnl.h>
+#endif
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -89,6 +93,15 @@ static int has_flag(int argc, char **argv, const char *flag) {
     return 0;
 }
 
+static double time_backend(const gemm_shape *g, double min_s, opd_matmul_backend b) {
+    opd_matmul_backend saved = opd_matmul_get_backend();
+    opd_matmul_set_backend(b);
+    double gf = time_gemm(g, min_s);
+    opd_matmul_set_backend(saved);
+    return gf;
+}
+
+#if OPD_HAVE_BLAS
 /* Run this executable's BLAS part with OPENBLAS_CORETYPE=core; fill gf[]
  * and the core name it really used. Returns 0 if the child ran. */
 static int run_child(const char *exe, const char *core, int quick, int nrows,
@@ -111,43 +124,42 @@ static int run_child(const char *exe, const char *core, int quick, int nrows,
     int rc = pclose(p);
     return (rc == 0 && got == nrows) ? 0 : -1;
 }
+#endif
 
-int opd_bench_matmul(int argc, char **argv) {
+static double geomean(const double *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(x[i] > 0)) return 0;
+        s += log(x[i]);
+    }
+    return exp(s / n);
+}
+
+int bench_matmul_table(int quick, bench_matmul_summary *sum) {
     gemm_shape s[MAX_ROWS];
     int n = build_shapes(s);
-    int quick = has_flag(argc, argv, "--quick");
     double min_s = quick ? 0.02 : 0.08;
-    opd_matmul_backend saved = opd_matmul_get_backend();
-
-    if (has_flag(argc, argv, "--blas-child")) {
-        opd_matmul_set_backend(OPD_MATMUL_BLAS);
-        printf("CORE %s\n", openblas_get_corename());
-        for (int i = 0; i < n; i++) printf("ROW %d %.3f\n", i, time_gemm(&s[i], min_s));
-        opd_matmul_set_backend(saved);
-        return 0;
-    }
-
-    double blas[MAX_ROWS], dnnl[MAX_ROWS], best[MAX_ROWS];
+    double own[MAX_ROWS], dnnl[MAX_ROWS], blas[MAX_ROWS], best[MAX_ROWS];
     const char *best_by[MAX_ROWS];
-    double t_start = opd_time();
-    opd_matmul_set_backend(OPD_MATMUL_BLAS);
-    for (int i = 0; i < n; i++) blas[i] = time_gemm(&s[i], min_s);
-    opd_matmul_set_backend(OPD_MATMUL_ONEDNN);
-    for (int i = 0; i < n; i++) dnnl[i] = time_gemm(&s[i], min_s);
-    opd_matmul_set_backend(saved);
+    memset(sum, 0, sizeof *sum);
+    /* interleaved per shape, so a disturbance hits every column alike */
     for (int i = 0; i < n; i++) {
-        best[i] = blas[i] > dnnl[i] ? blas[i] : dnnl[i];
-        best_by[i] = blas[i] > dnnl[i] ? "blas" : "onednn";
+        own[i] = time_backend(&s[i], min_s, OPD_MATMUL_OWN);
+        dnnl[i] = opd_matmul_backend_available(OPD_MATMUL_ONEDNN) ? time_backend(&s[i], min_s, OPD_MATMUL_ONEDNN) : 0;
+        blas[i] = opd_matmul_backend_available(OPD_MATMUL_BLAS) ? time_backend(&s[i], min_s, OPD_MATMUL_BLAS) : 0;
+        best[i] = blas[i];
+        best_by[i] = "-";
     }
-
+    const char *own_core = "-";
+    char cores_note[512] = "";
+#if OPD_HAVE_BLAS
+    own_core = openblas_get_corename();
+    for (int i = 0; i < n; i++) best_by[i] = own_core;
     /* other OpenBLAS core types, each in a child process */
     static const char *cores[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake"};
     static char used_names[4][64];
-    const char *own = openblas_get_corename();
     char exe[4096];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    int ncores_run = 0;
-    char cores_note[512] = "";
     if (len > 0) {
         exe[len] = 0;
         for (size_t c = 0; c < sizeof cores / sizeof cores[0]; c++) {
@@ -157,34 +169,48 @@ int opd_bench_matmul(int argc, char **argv) {
                          " %s(failed)", cores[c]);
                 continue;
             }
-            ncores_run++;
-            double lg = 0;
-            for (int i = 0; i < n; i++) lg += log(gf[i]);
             snprintf(cores_note + strlen(cores_note), sizeof cores_note - strlen(cores_note),
-                     " %s(->%s: %.0f)", cores[c], used_names[c], exp(lg / n));
+                     " %s(->%s: %.0f)", cores[c], used_names[c], geomean(gf, n));
             for (int i = 0; i < n; i++)
                 if (gf[i] > best[i]) { best[i] = gf[i]; best_by[i] = used_names[c]; }
         }
     }
-
-    printf("opd bench matmul: %d OpenMP threads, OpenBLAS core %s%s, oneDNN %d.%d\n",
-           omp_get_max_threads(), own, getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE set)" : "",
-           dnnl_version()->major, dnnl_version()->minor);
-    printf("rows N = 16 x 288 = 4608; GFLOP/s = 2*M*N*K / time; best = max over backends%s\n\n",
-           ncores_run ? " and OpenBLAS core types (child runs):" : " (OpenBLAS core types: none could be run)");
-    if (ncores_run) {
-        double lb = 0, ld = 0;
-        for (int i = 0; i < n; i++) { lb += log(blas[i]); ld += log(dnnl[i]); }
-        printf("  geometric-mean GFLOP/s: blas (%s, this process) %.0f, onednn %.0f\n", own,
-               exp(lb / n), exp(ld / n));
-        printf("  OpenBLAS core types (child runs, requested->used: geomean):%s\n", cores_note);
-        printf("  (to run opd with another core type: OPENBLAS_CORETYPE=<name> opd ...)\n\n");
-    }
-    printf("%-8s %-15s %-5s %5s %5s %5s  %9s %9s %9s  %s\n", "model", "layer", "gemm",
-           "M", "N", "K", "blas", "onednn", "best", "best by");
+#endif
+    sum->own = geomean(own, n);
+    sum->onednn = geomean(dnnl, n);
+    sum->blas = geomean(blas, n);
+    sum->blas_best = geomean(best, n);
+    snprintf(sum->blas_core, sizeof sum->blas_core, "%s", own_core);
+    printf("gemm GFLOP/s at the model's shapes, %d OpenMP threads; own = ref/gemm.c on its %s path;\n"
+           "OpenBLAS: the core it picks here (%s) and the best core type per shape (child runs:%s)\n\n",
+           omp_get_max_threads(), opd_isa_name(opd_isa_get()), own_core, cores_note[0] ? cores_note : " none");
+    printf("%-8s %-15s %-5s %5s %5s %5s  %7s %7s %7s %7s  %-10s %s\n", "model", "layer", "gemm", "M", "N",
+           "K", "own", "onednn", "blas", "blas*", "blas* by", "own/onednn");
     for (int i = 0; i < n; i++)
-        printf("%-8s %-15s %-5s %5d %5d %5d  %9.1f %9.1f %9.1f  %s\n", s[i].model, s[i].layer,
-               s[i].dir, s[i].M, s[i].N, s[i].K, blas[i], dnnl[i], best[i], best_by[i]);
-    printf("\n(%.1f s)\n", opd_time() - t_start);
+        printf("%-8s %-15s %-5s %5d %5d %5d  %7.1f %7.1f %7.1f %7.1f  %-10s %5.0f%%\n", s[i].model,
+               s[i].layer, s[i].dir, s[i].M, s[i].N, s[i].K, own[i], dnnl[i], blas[i], best[i], best_by[i],
+               dnnl[i] > 0 ? 100.0 * own[i] / dnnl[i] : 0.0);
+    printf("%-38s  %7.1f %7.1f %7.1f %7.1f  %-10s %5.0f%%\n", "geometric mean", sum->own, sum->onednn,
+           sum->blas, sum->blas_best, "", sum->onednn > 0 ? 100.0 * sum->own / sum->onednn : 0.0);
+    return 0;
+}
+
+int opd_bench_matmul(int argc, char **argv) {
+    int quick = has_flag(argc, argv, "--quick");
+#if OPD_HAVE_BLAS
+    if (has_flag(argc, argv, "--blas-child")) {
+        gemm_shape s[MAX_ROWS];
+        int n = build_shapes(s);
+        printf("CORE %s\n", openblas_get_corename());
+        for (int i = 0; i < n; i++)
+            printf("ROW %d %.3f\n", i, time_backend(&s[i], quick ? 0.02 : 0.08, OPD_MATMUL_BLAS));
+        return 0;
+    }
+#endif
+    double t0 = opd_time();
+    printf("opd bench matmul\n");
+    bench_matmul_summary sum;
+    bench_matmul_table(quick, &sum);
+    printf("\n(%.1f s)\n", opd_time() - t0);
     return 0;
 }

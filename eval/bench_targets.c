@@ -1,25 +1,21 @@
 /* bench_targets.c — `opd bench targets` (what `make bench` runs): the
- * performance targets of issue 8 in one table, every figure measured in the
- * same run, next to the machine limit it is judged against.
+ * performance targets in one table, every figure measured in the same run,
+ * next to what it is judged against.
  *
- * Shapes: the issue's step (student d=128 L=4 4 heads ffn 512; teacher
- * d=256 L=6 8 heads ffn 1024; V=64; batch 16; prompt 32; horizon T=256).
+ * Shapes: student d=128 L=4 4 heads ffn 512; teacher d=256 L=6 8 heads
+ * ffn 1024; V=64; batch 16; prompt 32; horizon T=256.
  *
- *  (a) teacher scoring forward, student forward, student backward: the
- *      phase's matmul FLOPs / the phase's time, next to plain cblas_sgemm
- *      (OpenBLAS, all threads, no blocking of ours) running exactly the
- *      phase's gemm shapes back to back. The percent is sgemm time / phase
- *      time: everything that is not a matmul (attention, norms, RoPE) counts
- *      against the phase.
- *  (b) rollout decoding, batch 16, H = T: tokens/s next to the bound of
- *      streaming the student's weights and the KV cache written so far once
- *      per generated token, at the memory bandwidth measured here (a
- *      STREAM-like triad over arrays larger than the caches).
- *  (c) one whole step at H = T and at TOPD rho = 0.1: time and peak RSS,
- *      each configuration in its own process (a process's peak only grows).
- *  (d) the whole step on 1 thread vs all threads (OMP_NUM_THREADS).
- *  (e) the same step in PyTorch eager (eval/torch_step_bench.py), same
- *      threads, if a python with torch is found.
+ *  1. the reference's own gemm (ref/gemm.c) against oneDNN and OpenBLAS
+ *     (the core it picks here, and its best core type) at every model
+ *     shape, with the geometric means (bench_matmul.c's table);
+ *  2. the whole OPD step at H = T and at H = 0.1 T, each in its own process
+ *     (time and peak RSS), against PyTorch eager (eval/torch_step_bench.py)
+ *     at the same horizon and threads;
+ *  3. the step's floor: the gemms of its teacher forward, student forward
+ *     and student backward run back to back by oneDNN in this run, plus the
+ *     rollout's bandwidth bound (the student's weights and the KV cache
+ *     streamed once per generated token, at the memory bandwidth of a
+ *     STREAM-like triad measured here).
  *
  * Timings are the best of a few repetitions: on a shared machine the minimum
  * is the run least disturbed by other processes. */
@@ -27,7 +23,6 @@
 #include "bench.h"
 #include "cli.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -72,21 +67,21 @@ static double gemm_flops(const gemm *g, int n) {
     return f;
 }
 
-/* Best time of the gemm list run back to back by plain cblas_sgemm
- * (plain = 1: OpenBLAS's own threading) or by opd_sgemm (plain = 0: our
- * shape-blocked, thread-count independent path). */
-static double time_sgemm(const gemm *g, int n, int reps, int plain) {
+/* Best time of the gemm list run back to back by opd_sgemm on backend b. */
+static double time_sgemm(const gemm *g, int n, int reps, opd_matmul_backend b) {
     size_t maxa = 0, maxb = 0, maxc = 0;
     for (int i = 0; i < n; i++) {
-        size_t a = (size_t)g[i].M * g[i].K, b = (size_t)g[i].K * g[i].N, c = (size_t)g[i].M * g[i].N;
+        size_t a = (size_t)g[i].M * g[i].K, bb = (size_t)g[i].K * g[i].N, c = (size_t)g[i].M * g[i].N;
         if (a > maxa) maxa = a;
-        if (b > maxb) maxb = b;
+        if (bb > maxb) maxb = bb;
         if (c > maxc) maxc = c;
     }
     float *A = opd_malloc(maxa * sizeof(float)), *B = opd_malloc(maxb * sizeof(float));
     float *C = opd_calloc(maxc, sizeof(float));
     for (size_t i = 0; i < maxa; i++) A[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
     for (size_t i = 0; i < maxb; i++) B[i] = (float)((i * 104729) % 1000) * 1e-3f - 0.5f;
+    opd_matmul_backend saved = opd_matmul_get_backend();
+    opd_matmul_set_backend(b);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = opd_time();
@@ -94,61 +89,17 @@ static double time_sgemm(const gemm *g, int n, int reps, int plain) {
             const gemm *q = &g[i];
             int lda = q->transA ? q->M : q->K, ldb = q->transB ? q->K : q->N;
             float beta = q->transA || !q->transB ? 1.0f : 0.0f;   /* backward gemms accumulate */
-            if (plain)
-                cblas_sgemm(CblasRowMajor, q->transA ? CblasTrans : CblasNoTrans,
-                            q->transB ? CblasTrans : CblasNoTrans, q->M, q->N, q->K, 1.0f, A, lda,
-                            B, ldb, beta, C, q->N);
-            else
-                opd_sgemm(q->transA, q->transB, q->M, q->N, q->K, 1.0f, A, lda, B, ldb, beta, C, q->N);
+            opd_sgemm(q->transA, q->transB, q->M, q->N, q->K, 1.0f, A, lda, B, ldb, beta, C, q->N);
         }
         double dt = opd_time() - t0;
         if (r > 0 && dt < best) best = dt;   /* the first pass warms up */
     }
+    opd_matmul_set_backend(saved);
     free(A); free(B); free(C);
     return best;
 }
 
-typedef struct { double t_teacher, t_sfwd, t_sbwd; } phase_times;
-
-/* Best times of the three matmul-heavy phases at the step's shapes. */
-static int time_phases(int Tq, int reps, phase_times *pt) {
-    opd_config sc, tc;
-    student_cfg(&sc);
-    teacher_cfg(&tc);
-    opd_model s, t;
-    if (opd_model_init(&s, &sc) != 0 || opd_model_init(&t, &tc) != 0) return -1;
-    opd_model_init_random(&s, 1);
-    opd_model_init_random(&t, 2);
-    int N = BATCH * Tq;
-    int *tokens = opd_malloc(sizeof(int) * N);
-    for (int i = 0; i < N; i++) tokens[i] = (int)(opd_uniform(9, 1, 0, i, 0) * VOCAB);
-    float *dlogits = opd_malloc(sizeof(float) * N * VOCAB);
-    for (int i = 0; i < N * VOCAB; i++) dlogits[i] = 1e-3f * opd_normal(9, 2, 0, i);
-    opd_model_alloc_grads(&s);
-    pt->t_teacher = pt->t_sfwd = pt->t_sbwd = 1e30;
-    for (int r = 0; r <= reps; r++) {   /* r = 0 warms up (allocates activations) */
-        double t0 = opd_time();
-        opd_model_forward_inference(&t, tokens, NULL, BATCH, Tq);
-        double t1 = opd_time();
-        opd_model_forward(&s, tokens, NULL, BATCH, Tq);
-        double t2 = opd_time();
-        opd_model_zero_grads(&s);
-        double t3 = opd_time();
-        opd_model_backward(&s, dlogits);
-        double t4 = opd_time();
-        if (r == 0) continue;
-        if (t1 - t0 < pt->t_teacher) pt->t_teacher = t1 - t0;
-        if (t2 - t1 < pt->t_sfwd) pt->t_sfwd = t2 - t1;
-        if (t4 - t3 < pt->t_sbwd) pt->t_sbwd = t4 - t3;
-    }
-    free(tokens);
-    free(dlogits);
-    opd_model_free(&s);
-    opd_model_free(&t);
-    return 0;
-}
-
-/* --------------------------------------------------- (b) memory bandwidth */
+/* ------------------------------------------------------ memory bandwidth */
 /* STREAM triad a = b + s c over three 64 MiB arrays (beyond any cache),
  * all threads; bytes counted as STREAM does (3 arrays per pass). */
 static double triad_gbs(void) {
@@ -195,7 +146,7 @@ static double time_rollout(const opd_model *s, int reps) {
     return best;
 }
 
-/* ------------------------------------------------ (c, d) one whole step */
+/* ------------------------------------------------------- one whole step */
 /* Child: warm-up + `steps` OPD steps at horizon fraction rho in this
  * process; prints "STEP H total_s peak_kib". */
 static int child_step(float rho, int steps) {
@@ -241,12 +192,13 @@ static int run_step(const char *exe, int threads, const char *rho, int steps, st
     return line && sscanf(line, "STEP %d %lf %ld %lf", &r->H, &r->sec, &r->peak_kb, &r->sec_rollout) == 4 ? 0 : -1;
 }
 
-/* PyTorch eager: the total step time at H = T, or -1 if it could not run. */
-static double torch_step_sec(const char *python, const char *script, int threads, int steps) {
+/* PyTorch eager: the total step time at H = rho T, or -1 if it could not run. */
+static double torch_step_sec(const char *python, const char *script, const char *rho, int threads,
+                             int steps) {
     if (access(script, R_OK) != 0 || access(python, X_OK) != 0) return -1;
     char cmd[8400];
-    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d '%s' '%s' --child --rho 1 --steps %d --threads %d 2>/dev/null",
-             threads, python, script, steps, threads);
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d '%s' '%s' --child --rho %s --steps %d --threads %d 2>/dev/null",
+             threads, python, script, rho, steps, threads);
     const char *line = run_for_line(cmd, "{");
     const char *tot = line ? strstr(line, "\"total\": ") : NULL;
     return tot ? strtod(tot + 9, NULL) : -1;
@@ -254,7 +206,7 @@ static double torch_step_sec(const char *python, const char *script, int threads
 
 /* ------------------------------------------------------------- the table */
 static void row(const char *what, const char *measured, const char *target, int met) {
-    printf("| %-56s | %-32s | %-9s | %-3s |\n", what, measured, target, met < 0 ? "-" : met ? "yes" : "no");
+    printf("| %-50s | %-38s | %-8s | %-3s |\n", what, measured, target, met < 0 ? "-" : met ? "yes" : "no");
 }
 
 int opd_bench_targets(int argc, char **argv) {
@@ -263,10 +215,11 @@ int opd_bench_targets(int argc, char **argv) {
         {"steps", required_argument, 0, 'n'},
         {"python", required_argument, 0, 'p'},
         {"torch-script", required_argument, 0, 's'},
+        {"quick", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *child_rho = NULL, *python = "/usr/bin/python3", *script = "eval/torch_step_bench.py";
-    int steps = 2, c;
+    int steps = 2, quick = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -274,12 +227,15 @@ int opd_bench_targets(int argc, char **argv) {
         case 'n': if (cli_int("bench targets", "steps", optarg, 1, 100, &steps)) return 2; break;
         case 'p': python = optarg; break;
         case 's': script = optarg; break;
+        case 'q': quick = 1; break;
         case 'h':
-            printf("Usage: opd bench targets [--steps N] [--python PY] [--torch-script FILE]\n"
-                   "The issue-8 performance targets in one table (what `make bench` prints):\n"
-                   "matmul phases vs plain sgemm, rollout tokens/s vs the memory-bandwidth bound,\n"
-                   "full vs TOPD step time and peak memory, 1 vs all threads, PyTorch eager.\n"
+            printf("Usage: opd bench targets [--steps N] [--quick] [--python PY] [--torch-script FILE]\n"
+                   "The performance targets in one table (what `make bench` prints): the own gemm vs\n"
+                   "oneDNN and OpenBLAS at the model's shapes, the whole step at H = T and 0.1 T vs\n"
+                   "PyTorch eager, and the step against its floor (gemms at oneDNN's rate + the\n"
+                   "rollout's bandwidth bound).\n"
                    "  --steps N          timed steps per whole-step run, after a warm-up (default 2)\n"
+                   "  --quick            shorter gemm timings\n"
                    "  --python PY        interpreter with torch (default /usr/bin/python3)\n"
                    "  --torch-script F   eval/torch_step_bench.py (default: relative to the cwd)\n");
             return 0;
@@ -297,26 +253,26 @@ int opd_bench_targets(int argc, char **argv) {
     exe[len] = 0;
     int nthr = omp_get_max_threads();
     double t_start = opd_time();
+    printf("opd bench targets: measured in this run (%d OpenMP threads, %s matmul, %s path)\n\n", nthr,
+           opd_matmul_backend_name(opd_matmul_get_backend()), opd_isa_name(opd_isa_get()));
 
-    /* (a) the matmul-heavy phases, over the [x; y] sequence of H = T */
+    /* 1. the gemm table */
+    bench_matmul_summary gs;
+    bench_matmul_table(quick, &gs);
+
+    /* 3. the floor: the step's gemms (over the [x; y] sequence of H = T) at
+     * oneDNN's rate, and the rollout at the bandwidth bound */
     int Tq = PROMPT + HORIZON - 1, N = BATCH * Tq;
     opd_config sc, tc;
     student_cfg(&sc);
     teacher_cfg(&tc);
-    static gemm gt[MAX_GEMMS], gsf[MAX_GEMMS], gsb[MAX_GEMMS];
-    int nt = model_gemms(&tc, N, 0, gt), nsf = model_gemms(&sc, N, 0, gsf), nsb = model_gemms(&sc, N, 1, gsb);
-    double ft = gemm_flops(gt, nt), fsf = gemm_flops(gsf, nsf), fsb = gemm_flops(gsb, nsb);
-    phase_times pt;
-    if (time_phases(Tq, 3, &pt) != 0) return cli_fail("bench targets");
-    /* [0]: plain cblas_sgemm, [1]: opd_sgemm; the phase is judged against
-     * the faster of the two */
-    double sg[3][2];
-    const gemm *lists[3] = {gt, gsf, gsb};
-    int counts[3] = {nt, nsf, nsb};
-    for (int i = 0; i < 3; i++)
-        for (int plain = 0; plain < 2; plain++) sg[i][plain] = time_sgemm(lists[i], counts[i], 4, !plain);
-
-    /* (b) decoding vs the bandwidth bound */
+    static gemm gl[3 * MAX_GEMMS];
+    int ng = model_gemms(&tc, N, 0, gl);
+    ng += model_gemms(&sc, N, 0, gl + ng);
+    ng += model_gemms(&sc, N, 1, gl + ng);
+    opd_matmul_backend fast = opd_matmul_backend_available(OPD_MATMUL_ONEDNN) ? OPD_MATMUL_ONEDNN : OPD_MATMUL_OWN;
+    double t_gemm_fast = time_sgemm(gl, ng, 4, fast), t_gemm_own = time_sgemm(gl, ng, 4, OPD_MATMUL_OWN);
+    double flops = gemm_flops(gl, ng);
     double bw = triad_gbs();
     opd_model s;
     if (opd_model_init(&s, &sc) != 0) return cli_fail("bench targets");
@@ -327,74 +283,58 @@ int opd_bench_targets(int argc, char **argv) {
     double kv_pos = 2.0 * sc.n_layers * BATCH * (sc.d_model / sc.n_heads * sc.n_kv_heads) * sizeof(float);
     double bytes = 0;
     for (int i = 0; i < HORIZON; i++) bytes += s.num_params * sizeof(float) + kv_pos * (PROMPT + i);
-    double tok_s = BATCH * HORIZON / t_roll, tok_bound = BATCH * HORIZON / (bytes / (bw * 1e9));
+    double t_roll_bound = bytes / (bw * 1e9), t_floor = t_gemm_fast + t_roll_bound;
     opd_model_free(&s);
 
-    /* (c, d) whole steps, each in its own process */
+    /* 2. whole steps, each in its own process, and PyTorch eager */
     step_result full, topd, one;
     if (run_step(exe, nthr, "1", steps, &full) != 0 || run_step(exe, nthr, "0.1", steps, &topd) != 0 ||
         run_step(exe, 1, "1", steps, &one) != 0) {
         fprintf(stderr, "opd bench targets: a step child process failed\n");
         return 1;
     }
-    /* (e) PyTorch eager, same threads */
-    double t_torch = torch_step_sec(python, script, nthr, steps);
+    double t_torch = torch_step_sec(python, script, "1", nthr, steps);
+    double t_torch01 = torch_step_sec(python, script, "0.1", nthr, steps);
 
-    printf("opd bench targets: issue 8, measured in this run (%d OpenMP threads, OpenBLAS core %s, %s matmul)\n",
-           nthr, openblas_get_corename(), opd_matmul_backend_name(opd_matmul_get_backend()));
-    printf("student d=128 L=4 ffn 512, teacher d=256 L=6 ffn 1024, V=%d, batch %d, prompt %d, T=%d; "
-           "best of the repetitions\n\n", VOCAB, BATCH, PROMPT, HORIZON);
-    printf("| %-56s | %-32s | %-9s | %-3s |\n", "what", "measured", "target", "met");
-    printf("|%.*s|%.*s|%.*s|%.*s|\n", 58, "------------------------------------------------------------",
-           34, "------------------------------------------------------------", 11, "------------",
+    printf("\nstudent d=128 L=4 ffn 512, teacher d=256 L=6 ffn 1024, V=%d, batch %d, prompt %d, T=%d\n\n",
+           VOCAB, BATCH, PROMPT, HORIZON);
+    printf("| %-50s | %-38s | %-8s | %-3s |\n", "what", "measured", "target", "met");
+    printf("|%.*s|%.*s|%.*s|%.*s|\n", 52, "------------------------------------------------------------",
+           40, "------------------------------------------------------------", 10, "------------",
            5, "-----");
-    char m[128], w[128];
-    struct { const char *name; double flops, t; } ph[3] = {
-        {"teacher scoring", ft, pt.t_teacher}, {"student fwd", fsf, pt.t_sfwd},
-        {"student bwd", fsb, pt.t_sbwd}};
-    double t_floor = 0;   /* the three phases' gemms at the best sgemm */
-    for (int i = 0; i < 3; i++) {
-        double best = sg[i][0] < sg[i][1] ? sg[i][0] : sg[i][1], pct = 100.0 * best / ph[i].t;
-        t_floor += best;
-        snprintf(w, sizeof w, "(a) %s GFLOP/s vs sgemm plain / opd_sgemm", ph[i].name);
-        snprintf(m, sizeof m, "%.0f vs %.0f / %.0f (%.0f%%)", ph[i].flops / ph[i].t * 1e-9,
-                 ph[i].flops / sg[i][0] * 1e-9, ph[i].flops / sg[i][1] * 1e-9, pct);
-        row(w, m, ">= 60%", pct >= 60.0);
-    }
-    snprintf(m, sizeof m, "%.0f vs %.0f (%.2fx)", tok_s, tok_bound, tok_bound / tok_s);
-    row("(b) rollout decode tok/s, batch 16, vs bandwidth bound", m, "<= 2x", tok_bound / tok_s <= 2.0);
-    snprintf(m, sizeof m, "%.1f GB/s", bw);
-    row("    memory bandwidth (triad, 3 x 64 MiB, all threads)", m, "", -1);
-    snprintf(m, sizeof m, "%.3f s, %.0f MiB", full.sec, full.peak_kb / 1024.0);
-    row("(c) whole step, H = T = 256: time, peak RSS", m, "", -1);
-    double mem_frac = (double)topd.peak_kb / full.peak_kb;
-    snprintf(m, sizeof m, "%.3f s, %.0f MiB (%.0f%%)", topd.sec, topd.peak_kb / 1024.0, 100 * mem_frac);
-    snprintf(w, sizeof w, "    TOPD rho = 0.1 step (H = %d): time, peak (%% of full)", topd.H);
-    row(w, m, "<= 25%", mem_frac <= 0.25);
-    snprintf(m, sizeof m, "%.3f s vs %.3f s (%.2fx)", one.sec, full.sec, one.sec / full.sec);
-    snprintf(w, sizeof w, "(d) whole step, 1 vs %d threads: speed-up", nthr);
-    row(w, m, ">= 1.6x", one.sec / full.sec >= 1.6);
+    char m[160], w[160];
+    double gpct = gs.onednn > 0 ? 100.0 * gs.own / gs.onednn : 0;
+    snprintf(m, sizeof m, "%.0f vs %.0f GFLOP/s (%.0f%%)", gs.own, gs.onednn, gpct);
+    row("own gemm vs oneDNN, geomean over the model's shapes", m, ">= 90%", gs.onednn > 0 ? gpct >= 90.0 : -1);
+    snprintf(m, sizeof m, "%.0f (%s) / %.0f GFLOP/s", gs.blas, gs.blas_core, gs.blas_best);
+    row("    OpenBLAS, its core / its best core type", m, "", -1);
     if (t_torch > 0) {
-        snprintf(m, sizeof m, "%.3f s vs %.3f s (%.2fx)", t_torch, full.sec, t_torch / full.sec);
-        snprintf(w, sizeof w, "(e) PyTorch eager step (%d threads) vs opd", nthr);
-        row(w, m, ">= 5x", t_torch / full.sec >= 5.0);
+        snprintf(m, sizeof m, "%.3f s vs %.3f s (%.2fx)", full.sec, t_torch, t_torch / full.sec);
+        row("whole step H = T = 256 vs PyTorch eager", m, ">= 4x", t_torch / full.sec >= 4.0);
     } else {
-        row("(e) PyTorch eager step vs opd", "not run (no python with torch)", ">= 5x", -1);
+        row("whole step H = T = 256 vs PyTorch eager", "PyTorch not run (no python with torch)", ">= 4x", -1);
     }
-    printf("\n(a) %% = time of the phase's gemms at the faster sgemm / time of the phase (attention, norms,\n"
-           "    RoPE, SwiGLU count against it). Seconds: teacher fwd %.3f, student fwd %.3f, bwd %.3f;\n"
-           "    their gemms %.3f / %.3f / %.3f (plain cblas_sgemm), %.3f / %.3f / %.3f (opd_sgemm).\n",
-           pt.t_teacher, pt.t_sfwd, pt.t_sbwd, sg[0][0], sg[1][0], sg[2][0], sg[0][1], sg[1][1], sg[2][1]);
-    printf("(b) rollout alone %.3f s; the bound streams %.2f GB (student weights + KV cache per token).\n"
-           "    Inside the whole H = T step the rollout phase took %.3f s = %.0f tok/s (%.2fx the bound).\n",
-           t_roll, bytes * 1e-9, full.sec_rollout, BATCH * HORIZON / full.sec_rollout,
-           tok_bound / (BATCH * HORIZON / full.sec_rollout));
-    /* what the step cannot beat: its gemms at the best sgemm, the rollout at the bound */
-    double t_min = t_floor + bytes / (bw * 1e9);
-    printf("Floor of one H = T step at these shapes: gemms %.3f s + rollout bound %.3f s = %.3f s", t_floor,
-           bytes / (bw * 1e9), t_min);
-    if (t_torch > 0) printf(", i.e. at most %.1fx faster than PyTorch eager here", t_torch / t_min);
-    printf(".\n");
-    printf("(%.0f s)\n", opd_time() - t_start);
+    snprintf(w, sizeof w, "whole step H = 0.1 T = %d vs PyTorch eager", topd.H);
+    if (t_torch01 > 0) snprintf(m, sizeof m, "%.3f s vs %.3f s (%.2fx)", topd.sec, t_torch01, t_torch01 / topd.sec);
+    else snprintf(m, sizeof m, "%.3f s (PyTorch not run)", topd.sec);
+    row(w, m, "", -1);
+    snprintf(m, sizeof m, "%.3f s vs %.3f s (%.2fx)", full.sec, t_floor, full.sec / t_floor);
+    row("whole step H = T vs its floor", m, "<= 1.5x", full.sec / t_floor <= 1.5);
+    snprintf(m, sizeof m, "%.3f s (%.0f GFLOP/s) + %.3f s", t_gemm_fast, flops / t_gemm_fast * 1e-9, t_roll_bound);
+    snprintf(w, sizeof w, "    floor: gemms at %s + rollout bound", opd_matmul_backend_name(fast));
+    row(w, m, "", -1);
+    snprintf(m, sizeof m, "%.3f s (%.0f GFLOP/s)", t_gemm_own, flops / t_gemm_own * 1e-9);
+    row("    the same gemms, own", m, "", -1);
+    snprintf(m, sizeof m, "%.0f tok/s (%.3f s) vs %.1f GB/s", BATCH * HORIZON / t_roll, t_roll, bw);
+    row("    rollout alone (batch 16, H = T), triad bandwidth", m, "", -1);
+    snprintf(m, sizeof m, "%.3f s of %.3f s", full.sec_rollout, full.sec);
+    row("    rollout phase inside the H = T step", m, "", -1);
+    double mem_frac = (double)topd.peak_kb / full.peak_kb;
+    snprintf(m, sizeof m, "%.0f vs %.0f MiB (%.0f%%)", topd.peak_kb / 1024.0, full.peak_kb / 1024.0, 100 * mem_frac);
+    row("peak RSS, H = 0.1 T vs H = T step", m, "", -1);
+    snprintf(m, sizeof m, "%.3f s vs %.3f s (%.2fx)", one.sec, full.sec, one.sec / full.sec);
+    snprintf(w, sizeof w, "whole step H = T, 1 vs %d threads", nthr);
+    row(w, m, "", -1);
+    printf("\n(%.0f s)\n", opd_time() - t_start);
     return 0;
 }
