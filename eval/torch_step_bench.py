@@ -1,7 +1,7 @@
 """PyTorch eager baseline for `opd bench step`: the same OPD step, timed.
 
-A benchmark, not a test: it runs one on-policy distillation step (SPEC section
-6) of the `opd bench step` configuration in PyTorch on the CPU, so that the
+A benchmark, not a test: it runs one on-policy distillation step (ref/SPEC.md
+section 6) of the `opd bench step` configuration in PyTorch on the CPU, so that the
 project can state "an opd step is N x faster than PyTorch eager" on the same
 machine and thread count. Run it with Debian's interpreter, which has torch:
 
@@ -17,7 +17,7 @@ The step, per horizon H = ceil(rho * T):
   2. teacher: one forward over [prompt; rollout[:-1]] (B, P + H - 1) under
      no_grad, log-softmax at the H rows that predict the rollout tokens.
   3. student: the same forward with grad; token-level sampled reverse KL
-     (SPEC 4, opd's default "rkl" loss):
+     (ref/SPEC.md section 4, opd's default "rkl" loss):
          r = (log pt(y) - log ps(y)).detach()
          w = exp(log ps(y) - sampler_lp).detach()
          loss = -(w * r * log ps(y)).mean()     over the B*H tokens

@@ -1,7 +1,7 @@
-/* golden.c — golden tensors (SPEC section 8).
+/* golden.c — golden tensors (ref/SPEC.md section 8).
  *
  * The writer runs a fixed tiny teacher/student pair through one OPD step
- * (SPEC section 6), stage by stage as opd_distill_step does it, and keeps
+ * (ref/SPEC.md section 6), stage by stage as opd_distill_step does it, and keeps
  * every intermediate as a named tensor; then each layer function alone on
  * fixed random inputs. The manifest gives every tensor a tolerance for a
  * CANDIDATE implementation, by class (see tol_classes below and README.md).

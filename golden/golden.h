@@ -1,4 +1,4 @@
-/* golden.h — golden tensors (SPEC section 8): the reference writes every
+/* golden.h — golden tensors (ref/SPEC.md section 8): the reference writes every
  * intermediate of one OPD step and of each layer in isolation as named
  * tensors, and a checker compares a candidate (a GPU kernel, another
  * implementation) against them tensor by tensor. See golden/README.md. */

@@ -69,6 +69,36 @@ extern "C" int opd_cuda_matmul_backward(opd_cuda *cu, float *dinp, float *dweigh
     return 0;
 }
 
+/* The reference's gemm definition (ref/gemm.c) on the GPU, for checking bits
+ * rather than for speed: one thread per element of row-major C, C = beta C
+ * (beta 0: +0), then C = fmaf(alpha A[i][k], B[k][j], C) for k = 0 .. K-1 in
+ * order. __fmul_rn / __fmaf_rn are IEEE round-to-nearest and never fused
+ * with anything else, so the result is the CPU's bit for bit. */
+__global__ void gemm_reference_kernel(int transA, int transB, int M, int N, int K, float alpha,
+                                      const float *A, int lda, const float *B, int ldb,
+                                      float beta, float *C, int ldc) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
+    if (i >= M || j >= N) return;
+    float c = beta == 0.0f ? 0.0f : __fmul_rn(beta, C[(size_t)i * ldc + j]);
+    for (int k = 0; k < K; k++) {
+        float a = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        float b = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+        c = __fmaf_rn(__fmul_rn(alpha, a), b, c);
+    }
+    C[(size_t)i * ldc + j] = c;
+}
+
+extern "C" int opd_cuda_gemm_reference(opd_cuda *cu, int transA, int transB, int M, int N, int K,
+                                       float alpha, const float *A, int lda, const float *B, int ldb,
+                                       float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return 0;
+    dim3 grid((unsigned)ceil_div((size_t)N, 128), (unsigned)M);
+    gemm_reference_kernel<<<grid, 128, 0, cu->stream>>>(transA, transB, M, N, K, alpha, A, lda, B,
+                                                         ldb, beta, C, ldc);
+    KERNEL_CHECK();
+    return 0;
+}
+
 /* ----------------------------------------------------------------- encoder */
 __global__ void encoder_forward_kernel(float *out, const int *tokens,
                                        const float *wte, int N, int C) {

@@ -51,6 +51,12 @@ int opd_cuda_copy(opd_cuda *cu, void *dst, const void *src, size_t nbytes);
 int opd_cuda_matmul_forward(opd_cuda *cu, float *out, const float *inp,
                             const float *weight, const float *bias,
                             int N, int C, int OC);
+/* The CPU reference's gemm definition on the device (opd_gemm_reference in
+ * ref/gemm.c: the same fmaf chain per element, so the same bits), row-major;
+ * slow, for checking that a GPU reproduces the CPU's gemm bit for bit. */
+int opd_cuda_gemm_reference(opd_cuda *cu, int transA, int transB, int M, int N, int K,
+                            float alpha, const float *A, int lda, const float *B, int ldb,
+                            float beta, float *C, int ldc);
 /* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp;
  * dbias (OC) += sum_n dout. Any of dinp, dweight, dbias may be NULL. */
 int opd_cuda_matmul_backward(opd_cuda *cu, float *dinp, float *dweight,

@@ -1,4 +1,4 @@
-/* step_cuda.c — one on-policy distillation step on the GPU (SPEC section 6):
+/* step_cuda.c — one on-policy distillation step on the GPU (ref/SPEC.md section 6):
  * the rollout of ref/rollout.c and the step of ref/opd_step.c, with the
  * models, the logits and the optimizer moments on the device. Host C only;
  * the control flow (EOS bookkeeping, masks, the horizon) stays on the host

@@ -2,7 +2,7 @@
  * (internal to libopd; the public side is in opd.h: opd_isa_*, opd_sgemm,
  * opd_expf, ...).
  *
- * The bit contract (ref/SPEC.md, "Bits"): every kernel here computes, for
+ * The bit contract (ref/SPEC.md section 9): every kernel here computes, for
  * each output element, exactly the sequence of IEEE operations of the
  * readable scalar definition next to its caller. A vector lane runs the same
  * operations on its own element, so the AVX-512, AVX2 and portable paths give

@@ -1,5 +1,5 @@
 /* losses.c — distillation losses on student and teacher logits, with their
- * exact gradients into the student logits (SPEC section 4).
+ * exact gradients into the student logits (ref/SPEC.md section 4).
  *
  * Every loss is a sum over rollout positions i = (b, t) of
  *     loss = sum_i omega_i * l_i

@@ -3,7 +3,7 @@
  * Why not libm: glibc's expf, logf, sinf ... are accurate to within an ulp
  * or so, but which ulp is not promised, and it has changed between glibc
  * versions and differs between libm implementations. The reference promises
- * the same bits on every machine (ref/SPEC.md, "Bits"), so every function
+ * the same bits on every machine (ref/SPEC.md section 9), so every function
  * whose value reaches a result is defined here by a fixed sequence of IEEE
  * operations (+ - * / sqrt, fmaf and exact conversions), each correctly
  * rounded on every conforming machine. sqrt and division are such

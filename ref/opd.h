@@ -1,5 +1,5 @@
 /* opd.h — public API of libopd, the reference implementation of on-policy
- * distillation with rollout-horizon control (see ../shared/SPEC.md).
+ * distillation with rollout-horizon control (see ref/SPEC.md).
  *
  * Conventions
  *  - fp32 everywhere in the reference. Row-major arrays; shapes in comments use
@@ -544,7 +544,7 @@ typedef struct {
     opd_schedule schedule;       /* H_k */
     opd_loss_config loss;
     opd_rollout_config rollout;  /* sampler, eos/pad ids, seed (step set per call) */
-    float teacher_temperature;   /* the teacher scores at temperature 1 (SPEC 4) */
+    float teacher_temperature;   /* the teacher scores at temperature 1 (ref/SPEC.md section 4) */
 } opd_distill_config;
 
 typedef struct {
@@ -573,7 +573,7 @@ typedef struct {
 
 void opd_distill_config_default(opd_distill_config *c, int T);
 void opd_step_work_free(opd_step_work *w);
-/* One step of SPEC section 6 on a batch of B left-padded prompts (B, P):
+/* One step of ref/SPEC.md section 6 on a batch of B left-padded prompts (B, P):
  * roll out the student to H_k, score [x; y] with one teacher forward, student
  * forward + backward of the loss on the rollout tokens, clip, AdamW.
  * seq_ids (B) key the sampler. Only the H_k (or fewer, if every sequence hit

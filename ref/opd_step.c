@@ -1,4 +1,4 @@
-/* opd_step.c — one on-policy distillation step (SPEC section 6).
+/* opd_step.c — one on-policy distillation step (ref/SPEC.md section 6).
  *
  * Following H_k through the step: the schedule gives H_k; the rollout
  * generates at most H_k tokens with a KV cache of P + H_k positions; teacher

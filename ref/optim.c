@@ -1,5 +1,5 @@
 /* optim.c — AdamW with decoupled weight decay and bias correction, global-norm
- * gradient clipping, and the learning-rate schedule (SPEC section 2).
+ * gradient clipping, and the learning-rate schedule (ref/SPEC.md section 2).
  *
  * The update follows torch.optim.AdamW and torch.nn.utils.clip_grad_norm_, so
  * a PyTorch run with the same gradients takes the same steps:

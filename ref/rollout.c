@@ -1,4 +1,4 @@
-/* rollout.c — batched student rollouts to the horizon H_k (SPEC section 3).
+/* rollout.c — batched student rollouts to the horizon H_k (ref/SPEC.md section 3).
  *
  * Everything here is sized by P + H, where H is the step's horizon: the KV
  * cache, the token and mask arrays. That is where the paper's truncated and

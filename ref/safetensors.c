@@ -1,4 +1,4 @@
-/* safetensors.c — read and write the safetensors format (SPEC section 7):
+/* safetensors.c — read and write the safetensors format (ref/SPEC.md section 7):
  *
  *   u64 N (little-endian) | N bytes of JSON header | data buffer
  *

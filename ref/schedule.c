@@ -1,4 +1,4 @@
-/* schedule.c — the rollout horizon H_k of training step k (SPEC section 5).
+/* schedule.c — the rollout horizon H_k of training step k (ref/SPEC.md section 5).
  *
  *   full         (OPD)   H_k = T
  *   progressive  (POPD)  H_k = min(T, H0 + dH * floor(k / dk))   the paper's rule

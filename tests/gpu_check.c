@@ -31,7 +31,7 @@
 typedef struct { const char *op; double nmse; const char *why; } tolerance;
 static const tolerance tolerances[] = {
     {"exact", 0.0,   "a copy, integer work or the same fp32 adds in the same order"},
-    {"gemm",  1e-10, "cuBLAS fp32 (no TF32) sums K products in another order than OpenBLAS"},
+    {"gemm",  1e-10, "cuBLAS fp32 (no TF32) sums K products in another order than the reference gemm"},
     {"row",   1e-10, "fp32 row reductions: warp/tree order vs serial, FMA contraction"},
     {"trig",  1e-10, "device powf/cosf/sinf/expf are within 2 ulp of glibc"},
     {"attn",  1e-9,  "fp32 dot products and softmax over T, expf ulps, sums in another order"},
@@ -114,6 +114,39 @@ static void check_ints(const char *op, const char *shape, const int *ref,
     n_rows++;
     if (bad) n_fail++;
     free(g);
+}
+
+/* ------------------------------------------------- the gemm definition */
+/* The device's fixed-order gemm against the CPU's definition: bit for bit
+ * (every transpose, alpha and beta), not within a tolerance. */
+static void test_gemm_reference_bits(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {17, 63, 65}, {129, 33, 7}, {64, 300, 32}};
+    for (int s = 0; s < 4; s++)
+        for (int v = 0; v < 4; v++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = v % 2, tb = v / 2;
+            float alpha = v == 3 ? 0.37f : 1.0f, beta = v == 1 ? 1.0f : v == 3 ? -0.5f : 0.0f;
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            float *A = opd_malloc((size_t)M * K * 4), *B = opd_malloc((size_t)K * N * 4);
+            float *C = opd_malloc((size_t)M * N * 4), *G = opd_malloc((size_t)M * N * 4);
+            fill(A, (size_t)M * K, 11 + s, -1, 1); fill(B, (size_t)K * N, 12 + s, -1, 1);
+            fill(C, (size_t)M * N, 13 + s, -1, 1);
+            float *dA = dev_copy(A, (size_t)M * K * 4), *dB = dev_copy(B, (size_t)K * N * 4);
+            float *dC = dev_copy(C, (size_t)M * N * 4);
+            opd_gemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+            die_on(opd_cuda_gemm_reference(cu, ta, tb, M, N, K, alpha, dA, lda, dB, ldb, beta, dC, N),
+                   "gemm_reference");
+            die_on(opd_cuda_download(cu, G, dC, (size_t)M * N * 4), "download");
+            size_t bad = 0;
+            for (size_t i = 0; i < (size_t)M * N; i++) bad += memcmp(C + i, G + i, 4) != 0;
+            char shape[64];
+            snprintf(shape, sizeof shape, "%dx%dx%d t%d%d", M, N, K, ta, tb);
+            printf("%-28s %-22s %10zu %10s %10s %8s  %s\n", "gemm definition (bits)", shape, bad,
+                   "differ", "-", "exact", bad ? "FAIL" : "OK");
+            n_rows++;
+            if (bad) n_fail++;
+            free(A); free(B); free(C); free(G);
+            opd_cuda_free(dA); opd_cuda_free(dB); opd_cuda_free(dC);
+        }
 }
 
 /* ---------------------------------------------------------------- layers */
@@ -547,6 +580,7 @@ int main(void) {
     printf("\n%-28s %-22s %10s %10s %10s %8s  %s\n", "op", "shape", "max_abs", "max_rel",
            "nmse", "tol", "result");
 
+    test_gemm_reference_bits();
     test_matmul();
     test_encoder();
     test_rmsnorm();

@@ -1,4 +1,4 @@
-/* test_golden.c — the golden tensors (ref/SPEC.md, "Golden tensors"): the
+/* test_golden.c — the golden tensors (ref/SPEC.md section 8): the
  * reference reproduces the committed golden files bit for bit on every ISA
  * path the CPU has and any thread count, opd_distill_step agrees with the stage-by-stage golden step, and the
  * checker catches what it must (a flipped low bit at zero tolerance, a

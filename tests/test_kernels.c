@@ -1,5 +1,5 @@
 /* test_kernels.c — the bit contract of the reference's own kernels
- * (ref/SPEC.md, "Bits"): every ISA path of the gemm gives the bits of the
+ * (ref/SPEC.md section 9): every ISA path of the gemm gives the bits of the
  * readable definition (opd_gemm_reference) on every shape, transpose, alpha,
  * beta and thread count; the vector exp and SiLU give the scalar
  * functions' bits; and the project's own math is accurate (against glibc,

@@ -1,5 +1,5 @@
-/* test_loss.c — the distillation losses (SPEC section 4) and the horizon
- * schedules (SPEC section 5), read as a specification:
+/* test_loss.c — the distillation losses (ref/SPEC.md section 4) and the horizon
+ * schedules (ref/SPEC.md section 5), read as a specification:
  *  - every full-distribution loss has the gradient its value implies
  *    (central finite differences through the library, Richardson-extrapolated);
  *  - the sampled losses have the gradient of their surrogate with the reward

@@ -1,5 +1,5 @@
 /* test_sample.c — the sampler, the KV-cached decode step and rollouts
- * (SPEC section 3), written as the behaviour they promise:
+ * (ref/SPEC.md section 3), written as the behaviour they promise:
  *  - Philox4x32-10 reproduces Random123's known-answer vectors;
  *  - sampled frequencies follow the tempered / top-k / top-p distribution
  *    (chi-square goodness of fit at p = 0.001);

@@ -16,7 +16,7 @@ the left padding "input.pad", and compares against the reference's tensors:
       (relative to the tensor's scale: entries near 0 have no meaningful
        relative error)
 
-The full-vocabulary reverse KL is recomputed from its definition (SPEC 4):
+The full-vocabulary reverse KL is recomputed from its definition (ref/SPEC.md section 4):
 KL_t = sum_v pi_s(v) (log pi_s(v) - log pi_t(v)), teacher detached, token mean
 over the rollout mask, differentiated exactly through pi_s. The model code is
 tests/torch_crosscheck.py's (the same spec), imported.
