@@ -146,7 +146,7 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
                      * runs over positions j (vectorized), each score still
                      * sums its hd products in order from 0 */
                     for (int j = j0; j <= t; j++) att[j] = 0.0f;
-                    vecmat_accumulate(att + j0, qh, kT + j0, cap, hd, t - j0 + 1);
+                    opd_vecmat_accumulate(att + j0, qh, kT + j0, cap, hd, t - j0 + 1);
                     float maxv = -INFINITY;
                     for (int j = j0; j <= t; j++) {
                         att[j] *= scale;
@@ -159,7 +159,7 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
                     for (int j = j0; j <= t; j++) att[j] *= inv;
                     float *out = s->atty + (size_t)row * qd + h * hd;
                     for (int d = 0; d < hd; d++) out[d] = 0.0f;
-                    vecmat_accumulate(out, att + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);
+                    opd_vecmat_accumulate(out, att + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);
                 }
             }
         }

@@ -25,6 +25,7 @@
  * tests/test_model.c checks every path against gemm_reference with memcmp. */
 #include "kernels.h"
 #include "opd.h"
+#include "vecmat.h"
 
 #include <math.h>
 #include <omp.h>
@@ -135,27 +136,37 @@ static void pack_b(float *Bp, int nr_full, int transB, const float *B, int ldb, 
     }
 }
 
+/* Element (i, j) of C: row-major, or transposed (ctrans: the product is
+ * computed as C^T, see opd_gemm_own) */
+#define CAT(C, ldc, ctrans, i, j) \
+    ((C) + ((ctrans) ? (size_t)(j) * (ldc) + (i) : (size_t)(i) * (ldc) + (j)))
+
 /* One MR x NR tile of C at (i0, j0), A strip at (a, rs, cs). A tile cut by
- * the edge of C runs in a full-size copy: its extra rows and columns come
- * from the zero padding and are dropped; the kept elements see the same
- * operations. */
+ * the edge of C (or stored transposed) runs in a full-size copy: its extra
+ * rows and columns come from the zero padding and are dropped; the kept
+ * elements see the same operations. */
 static void run_tile(const ukernel *u, int kc, const float *a, size_t rs, size_t cs,
-                     const float *Bp, float *C, int ldc, int M, int N, int i0, int j0, int acc) {
+                     const float *Bp, float *C, int ldc, int ctrans, int M, int N, int i0, int j0,
+                     int acc) {
     int mr = M - i0 < u->mr ? M - i0 : u->mr, nr = N - j0 < u->nr ? N - j0 : u->nr;
-    float *c = C + (size_t)i0 * ldc + j0;
-    if (mr == u->mr && nr == u->nr) { u->run(kc, a, rs, cs, Bp, c, (size_t)ldc, acc); return; }
+    if (mr == u->mr && nr == u->nr && !ctrans) {
+        u->run(kc, a, rs, cs, Bp, C + (size_t)i0 * ldc + j0, (size_t)ldc, acc);
+        return;
+    }
     float tile[12 * 32] __attribute__((aligned(64)));
     if (acc)
-        for (int r = 0; r < mr; r++) memcpy(tile + r * u->nr, c + (size_t)r * ldc, nr * sizeof(float));
+        for (int r = 0; r < mr; r++)
+            for (int c = 0; c < nr; c++) tile[r * u->nr + c] = *CAT(C, ldc, ctrans, i0 + r, j0 + c);
     u->run(kc, a, rs, cs, Bp, tile, (size_t)u->nr, acc);
-    for (int r = 0; r < mr; r++) memcpy(c + (size_t)r * ldc, tile + r * u->nr, nr * sizeof(float));
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++) *CAT(C, ldc, ctrans, i0 + r, j0 + c) = tile[r * u->nr + c];
 }
 
 /* One thread's gemm on its block of C: every K block of A meets every K
  * block of B in k order, so each element's fmaf chain is the definition's. */
 static void gemm_block(const ukernel *u, int transA, int transB, int M, int N, int K,
                        float alpha, const float *A, int lda, const float *B, int ldb,
-                       int first_acc, float *C, int ldc, float *Ap, float *Bp) {
+                       int first_acc, float *C, int ldc, int ctrans, float *Ap, float *Bp) {
     const int MR = u->mr, NR = u->nr;
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC, nstrips = (nc + NR - 1) / NR;
@@ -177,7 +188,7 @@ static void gemm_block(const ukernel *u, int transA, int transB, int M, int N, i
                     pack_a(Ap, MR, transA, A, lda, M, i0, pc, kc, alpha, &rs, &cs);
                 }
                 for (int s = 0; s < nstrips; s++)
-                    run_tile(u, kc, a, rs, cs, Bp + (size_t)s * NR * kc, C, ldc, M, N, i0,
+                    run_tile(u, kc, a, rs, cs, Bp + (size_t)s * NR * kc, C, ldc, ctrans, M, N, i0,
                              jc + s * NR, acc);
             }
         }
@@ -189,13 +200,13 @@ static void gemm_block(const ukernel *u, int transA, int transB, int M, int N, i
  * B), so there is no barrier inside: one fork, one join. */
 static void gemm_packed(const ukernel *u, int transA, int transB, int M, int N, int K,
                         float alpha, const float *A, int lda, const float *B, int ldb,
-                        float beta, float *C, int ldc, int nthreads) {
+                        float beta, float *C, int ldc, int ctrans, int nthreads) {
     const int MR = u->mr, NR = u->nr;
     // beta: 0 starts the first K block from zero, 1 from C; anything else
     // scales C first (the definition's beta * C)
     if (beta != 0.0f && beta != 1.0f)
         for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] *= beta;
+            for (int j = 0; j < N; j++) *CAT(C, ldc, ctrans, i, j) *= beta;
     int first_acc = beta != 0.0f;
     int mtiles = (M + MR - 1) / MR, ntiles = (N + NR - 1) / NR;
     int by_rows = mtiles >= ntiles;
@@ -213,16 +224,29 @@ static void gemm_packed(const ukernel *u, int transA, int transB, int M, int N, 
             if (i1 > i0)
                 gemm_block(u, transA, transB, i1 - i0, N, K, alpha,
                            transA ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, first_acc,
-                           C + (size_t)i0 * ldc, ldc, Ap, Bp);
+                           CAT(C, ldc, ctrans, i0, 0), ldc, ctrans, Ap, Bp);
         } else {
             int j0 = lo * NR, j1 = hi * NR < N ? hi * NR : N;
             if (j1 > j0)
                 gemm_block(u, transA, transB, M, j1 - j0, K, alpha, A, lda,
-                           transB ? B + (size_t)j0 * ldb : B + j0, ldb, first_acc, C + j0, ldc,
-                           Ap, Bp);
+                           transB ? B + (size_t)j0 * ldb : B + j0, ldb, first_acc,
+                           CAT(C, ldc, ctrans, 0, j0), ldc, ctrans, Ap, Bp);
         }
         free(Ap);
         free(Bp);
+    }
+}
+
+/* ------------------------------------------------------------- vec-mat */
+void opd_vecmat_accumulate_scalar(float *y, const float *x, const float *M, size_t ld, int m, int n) {
+    vecmat_accumulate(y, x, M, ld, m, n);
+}
+
+void opd_vecmat_accumulate(float *y, const float *x, const float *M, size_t ld, int m, int n) {
+    switch (opd_isa_get()) {
+    case OPD_ISA_AVX512: opd_vecmat_accumulate_avx512(y, x, M, ld, m, n); return;
+    case OPD_ISA_AVX2: opd_vecmat_accumulate_avx2(y, x, M, ld, m, n); return;
+    default: vecmat_accumulate(y, x, M, ld, m, n);
     }
 }
 
@@ -240,14 +264,22 @@ void opd_gemm_own(int transA, int transB, int M, int N, int K, float alpha,
     static const ukernel k512 = {12, 32, opd_ukernel_avx512_12x32};
     static const ukernel k2 = {6, 16, opd_ukernel_avx2_6x16};
     int nthreads = gemm_threads(M, N, K);
-    switch (opd_isa_get()) {
-    case OPD_ISA_AVX512:
-        gemm_packed(&k512, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads);
-        break;
-    case OPD_ISA_AVX2:
-        gemm_packed(&k2, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads);
-        break;
-    default:
+    opd_isa isa = opd_isa_get();
+    if (isa == OPD_ISA_SCALAR) {
         gemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, nthreads);
+        return;
     }
+    // Few rows (the decode step: one per sequence) against a wide B (the
+    // weights): packing B would cost as much as the product, since each
+    // packed element meets only M rows. Computing C^T = op(B)^T op(A)^T
+    // instead reads the weights in place and packs only the few rows of A,
+    // with the 6 x 16 kernel, whose 16 columns fit M = 16 (every AVX-512 CPU
+    // has AVX2). Each element's chain is unchanged: fmaf(b, a, c) is
+    // fmaf(a, b, c), and alpha 1 rounds nothing.
+    if (M <= 16 && N >= 64 && alpha == 1.0f) {
+        gemm_packed(&k2, !transB, !transA, N, M, K, 1.0f, B, ldb, A, lda, beta, C, ldc, 1, nthreads);
+        return;
+    }
+    gemm_packed(isa == OPD_ISA_AVX512 ? &k512 : &k2, transA, transB, M, N, K, alpha, A, lda, B, ldb,
+                beta, C, ldc, 0, nthreads);
 }

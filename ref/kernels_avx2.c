@@ -39,6 +39,29 @@ void opd_ukernel_avx2_6x16(int kc, const float *A, size_t rs, size_t cs, const f
 }
 #undef MR
 
+/* --------------------------------------------------------------- vec-mat */
+/* vecmat_accumulate (ref/vecmat.h) on 8 columns at a time, rounded after
+ * every multiply and add as the scalar loop is; the last n % 8 columns by
+ * the scalar loop itself. */
+void opd_vecmat_accumulate_avx2(float *y, const float *x, const float *M, size_t ld, int m, int n) {
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256 acc = _mm256_loadu_ps(y + c);
+        int r = 0;
+        for (; r + 4 <= m; r += 4) {
+            const float *m0 = M + (size_t)r * ld + c;
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(x[r]), _mm256_loadu_ps(m0)));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(x[r + 1]), _mm256_loadu_ps(m0 + ld)));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(x[r + 2]), _mm256_loadu_ps(m0 + 2 * ld)));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(x[r + 3]), _mm256_loadu_ps(m0 + 3 * ld)));
+        }
+        for (; r < m; r++)
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(x[r]), _mm256_loadu_ps(M + (size_t)r * ld + c)));
+        _mm256_storeu_ps(y + c, acc);
+    }
+    if (c < n) opd_vecmat_accumulate_scalar(y + c, x, M + c, ld, m, n - c);
+}
+
 /* ------------------------------------------------------------------ exp */
 static inline __m256 expf8(__m256 x) {
     __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(OPD_EXPF_LOG2E),

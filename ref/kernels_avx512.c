@@ -38,6 +38,29 @@ void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, cons
 }
 #undef MR
 
+/* --------------------------------------------------------------- vec-mat */
+/* vecmat_accumulate (ref/vecmat.h) on 16 columns at a time: four rows per
+ * pass, y + x0 m0 + x1 m1 + x2 m2 + x3 m3 rounded after every operation, as
+ * the scalar loop is (separate multiplies and adds, no FMA). */
+void opd_vecmat_accumulate_avx512(float *y, const float *x, const float *M, size_t ld, int m, int n) {
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 mk = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(mk, y + c);
+        int r = 0;
+        for (; r + 4 <= m; r += 4) {
+            const float *m0 = M + (size_t)r * ld + c;
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r]), _mm512_maskz_loadu_ps(mk, m0)));
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r + 1]), _mm512_maskz_loadu_ps(mk, m0 + ld)));
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r + 2]), _mm512_maskz_loadu_ps(mk, m0 + 2 * ld)));
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r + 3]), _mm512_maskz_loadu_ps(mk, m0 + 3 * ld)));
+        }
+        for (; r < m; r++)
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r]),
+                                                   _mm512_maskz_loadu_ps(mk, M + (size_t)r * ld + c)));
+        _mm512_mask_storeu_ps(y + c, mk, acc);
+    }
+}
+
 /* ------------------------------------------------------------------ exp */
 /* opd_expf (mathfn.c) on 16 lanes: the same reduction, polynomial and
  * special cases, the latter as masks instead of branches. */

@@ -1,5 +1,7 @@
 /* vecmat.h — the inner loop of decode.c's one-query attention (internal to
- * libopd, not part of the API; layers.c's attention runs on opd_sgemm). */
+ * libopd, not part of the API; layers.c's attention runs on opd_sgemm). This
+ * is the definition; opd_vecmat_accumulate (gemm.c) dispatches to vector
+ * forms of it with the same bits (kernels_avx2.c, kernels_avx512.c). */
 #ifndef OPD_VECMAT_H
 #define OPD_VECMAT_H
 
@@ -31,5 +33,8 @@ static inline void vecmat_accumulate(float *restrict y, const float *restrict x,
         for (int c = 0; c < n; c++) y[c] += xr * mr[c];
     }
 }
+
+/* the dispatcher: the ISA path's vector form of the loop above */
+void opd_vecmat_accumulate(float *y, const float *x, const float *M, size_t ld, int m, int n);
 
 #endif
