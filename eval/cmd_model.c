@@ -59,7 +59,7 @@ int cmd_info(int argc, char **argv) {
         return cli_usage_error("info");
     }
     opd_model m;
-    if (opd_model_load(&m, argv[1], NULL) != 0) return cli_fail("info");
+    if (opd_model_load_any(&m, argv[1], NULL) != 0) return cli_fail("info");
     const opd_config *c = &m.cfg;
     printf("%s: ok\n", argv[1]);
     printf("config: vocab=%d d_model=%d layers=%d heads=%d kv_heads=%d ffn=%d max_seq=%d "
