@@ -860,6 +860,10 @@ int opd_hf_save(const opd_model *m, const char *dir, int bf16,
         free(target);
         return opd_set_error("%s: cannot create a temporary directory next to it: %s", dir, strerror(e));
     }
+    /* mkdtemp makes it 0700; the model directory gets the usual mode */
+    mode_t mask = umask(0);
+    umask(mask);
+    chmod(tmp, 0777 & ~mask);
     int nw = 0;
     char **written = opd_calloc(2 + n_extra, sizeof *written);
     int rc = -1;
