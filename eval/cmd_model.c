@@ -50,8 +50,9 @@ int cmd_init(int argc, char **argv) {
 
 int cmd_info(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("Usage: opd info CHECKPOINT.safetensors\n"
-               "Check a checkpoint completely and print its config and tensors.\n");
+        printf("Usage: opd info CHECKPOINT.safetensors | HF_MODEL_DIR\n"
+               "Check a checkpoint (or a Hugging Face model directory) completely and print\n"
+               "its config and tensors.\n");
         return 0;
     }
     if (argc != 2) {

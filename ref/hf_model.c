@@ -254,6 +254,10 @@ static int parse_config(json_t *root, const char *path, opd_config *out) {
 
 int opd_hf_read_config(const char *dir, opd_config *cfg) {
     char *path = join(dir, "config.json");
+    if (!is_file(path)) {
+        free(path);
+        return opd_set_error("%s: no config.json: not a Hugging Face model directory", dir);
+    }
     json_t *root = load_json(path, HF_MAX_CONFIG);
     int rc = root ? parse_config(root, path, cfg) : -1;
     json_decref(root);
