@@ -216,6 +216,9 @@ static int parse_config(json_t *root, const char *path, opd_config *out) {
     if (head_dim != c.d_model / c.n_heads)
         return opd_set_error("%s: key 'head_dim' = %d is not supported (opd's head dim is hidden_size / "
                              "num_attention_heads = %d)", path, head_dim, c.d_model / c.n_heads);
+    if (head_dim % 2 != 0)
+        return opd_set_error("%s: key 'num_attention_heads' = %d gives an odd head dim %d (RoPE needs it even)",
+                             path, c.n_heads, head_dim);
     c.max_seq_len = mpe < OPD_HF_MAX_SEQ_LEN ? mpe : OPD_HF_MAX_SEQ_LEN;
 
     double theta = 0, eps = 0;
@@ -223,6 +226,8 @@ static int parse_config(json_t *root, const char *path, opd_config *out) {
         cfg_num(root, path, "rms_norm_eps", 1e-6, &eps) ||
         cfg_bool(root, path, "tie_word_embeddings", 0, &c.tie_embeddings))
         return -1;
+    if (!(eps > 0.0 && eps < 1.0)) return opd_set_error("%s: key 'rms_norm_eps' = %g is not in (0, 1)", path, eps);
+    if (!(theta > 1.0 && theta < 3.0e38)) return opd_set_error("%s: key 'rope_theta' = %g is not a number > 1", path, theta);
     /* transformers applies both in fp32 (eps is added to an fp32 tensor) */
     c.rope_theta = (float)theta;
     c.rms_eps = (float)eps;
@@ -648,7 +653,18 @@ int opd_hf_path(const char *path, char **dir_out) {
     }
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
-    if (strcmp(base, "config.json") != 0 && strcmp(base, "model.safetensors.index.json") != 0) return 0;
+    int hf = strcmp(base, "config.json") == 0 || strcmp(base, "model.safetensors.index.json") == 0;
+    if (!hf && strcmp(base, "model.safetensors") == 0) {
+        /* the weights file of a directory: HF when a config.json sits next
+         * to it (opd's own checkpoints keep their config inside) */
+        size_t n = slash ? (size_t)(slash - path) + 1 : 0;
+        char *cfg = opd_malloc(n + sizeof "config.json");
+        memcpy(cfg, path, n);
+        strcpy(cfg + n, "config.json");
+        hf = is_file(cfg);
+        free(cfg);
+    }
+    if (!hf) return 0;
     if (dir_out) {
         size_t n = slash ? (size_t)(slash - path) : 0;
         if (slash && n == 0) n = 1;   /* "/config.json" */

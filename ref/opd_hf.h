@@ -36,9 +36,10 @@ int opd_hf_load(opd_model *m, const char *dir);
  * are copied in under their base names (tokenizer.json, ...). */
 int opd_hf_save(const opd_model *m, const char *dir, int bf16,
                 const char *const *extra_files, int n_extra);
-/* 1 when path names a Hugging Face model: a directory, or a config.json /
- * model.safetensors.index.json file (then *dir_out, if not NULL, receives a
- * malloc'd directory path). 0 for anything else (an opd checkpoint). */
+/* 1 when path names a Hugging Face model: a directory, a config.json /
+ * model.safetensors.index.json file, or a model.safetensors with a
+ * config.json next to it (then *dir_out, if not NULL, receives a malloc'd
+ * directory path). 0 for anything else (an opd checkpoint). */
 int opd_hf_path(const char *path, char **dir_out);
 /* A Hugging Face model (opd_hf_path) or an opd checkpoint (opd_model_load).
  * opt must be NULL for a Hugging Face directory: it holds no optimizer. */

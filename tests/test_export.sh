@@ -36,6 +36,7 @@ run "export student f32" "$OPD" export --model "$dir/s.st" --out "$dir/s_hf/"
 grep -q "LlamaForCausalLM" "$dir/s_hf/config.json" && ok "student is LlamaForCausalLM" || bad "student architecture"
 run "info on the directory" "$OPD" info "$dir/t_hf"
 run "info on its config.json" "$OPD" info "$dir/t_hf/config.json"
+run "info on its model.safetensors" "$OPD" info "$dir/t_hf/model.safetensors"
 "$OPD" info "$dir/t.st" | tail -n +2 >"$dir/info_st"
 "$OPD" info "$dir/t_hf" | tail -n +2 >"$dir/info_hf"
 cmp -s "$dir/info_st" "$dir/info_hf" && ok "same config and parameter count as the checkpoint" || bad "info differs"
@@ -45,6 +46,8 @@ common="--data $dir/d/train.csv --batch 2 --samples 2 --lr 1e-2 --seed 5 --metho
 run "distill from checkpoints" "$OPD" distill $common --teacher "$dir/t.st" --student "$dir/s.st" --out "$dir/A"
 run "distill from HF directories" "$OPD" distill $common --teacher "$dir/t_hf" --student "$dir/s_hf" --out "$dir/B"
 same "students bit-identical" "$dir/A/student.safetensors" "$dir/B/student.safetensors"
+run "export a distill output (weights + AdamW state)" "$OPD" export --model "$dir/B/student.safetensors" --out "$dir/B_hf"
+run "info on it" "$OPD" info "$dir/B_hf"
 run "eval --model DIR" "$OPD" eval --model "$dir/t_hf" --data "$dir/d/test.csv" --samples 2 --out "$dir/eval.csv"
 
 # bf16: round to nearest even, exported and read back

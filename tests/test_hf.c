@@ -190,6 +190,9 @@ static void test_config_errors(void) {
     expect_config_error(1, "use_sliding_window", "true", "config.json: key 'use_sliding_window'", NULL);
     expect_config_error(1, "hidden_act", "\"gelu\"", "config.json: key 'hidden_act'", NULL);
     expect_config_error(1, "head_dim", "8", "config.json: key 'head_dim'", NULL);
+    expect_config_error(1, "rms_norm_eps", "0", "config.json: key 'rms_norm_eps'", NULL);
+    expect_config_error(1, "rope_theta", "-1", "config.json: key 'rope_theta'", NULL);
+    expect_config_error(1, "num_attention_heads", "16", "config.json: key 'num_attention_heads'", "odd head dim");
     expect_config_error(1, "hidden_size", NULL, "config.json: key 'hidden_size' is missing", NULL);
     expect_config_error(1, "num_key_value_heads", "3", "config.json: key 'num_key_value_heads'", NULL);
     expect_config_error(1, "tie_word_embeddings", "1", "config.json: key 'tie_word_embeddings'", NULL);
