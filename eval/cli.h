@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 #include "opd.h"
+#include "opd_hf.h"   /* opd_model_load_any: checkpoints and Hugging Face directories */
 
 /* Parse helpers: on a malformed or out-of-range value they print
  * "opd CMD: --OPT: ..." and return -1. */

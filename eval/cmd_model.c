@@ -50,8 +50,9 @@ int cmd_init(int argc, char **argv) {
 
 int cmd_info(int argc, char **argv) {
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("Usage: opd info CHECKPOINT.safetensors\n"
-               "Check a checkpoint completely and print its config and tensors.\n");
+        printf("Usage: opd info CHECKPOINT.safetensors | HF_MODEL_DIR\n"
+               "Check a checkpoint (or a Hugging Face model directory) completely and print\n"
+               "its config and tensors.\n");
         return 0;
     }
     if (argc != 2) {
@@ -59,7 +60,7 @@ int cmd_info(int argc, char **argv) {
         return cli_usage_error("info");
     }
     opd_model m;
-    if (opd_model_load(&m, argv[1], NULL) != 0) return cli_fail("info");
+    if (opd_model_load_any(&m, argv[1], NULL) != 0) return cli_fail("info");
     const opd_config *c = &m.cfg;
     printf("%s: ok\n", argv[1]);
     printf("config: vocab=%d d_model=%d layers=%d heads=%d kv_heads=%d ffn=%d max_seq=%d "

@@ -174,7 +174,7 @@ int cmd_sft(int argc, char **argv) {
     opd_tokenizer_default(&tok);
     opd_model m;
     if (init) {
-        if (opd_model_load(&m, init, NULL) != 0) { opd_dataset_free(tasks); return cli_fail("sft"); }
+        if (opd_model_load_any(&m, init, NULL) != 0) { opd_dataset_free(tasks); return cli_fail("sft"); }
     } else {
         cfg.vocab_size = tok.vocab_size;
         if (opd_model_init(&m, &cfg) != 0) { opd_dataset_free(tasks); return cli_fail("sft"); }
@@ -354,7 +354,7 @@ static int run_distill(distill_args *a) {
     if (a->T <= 0) a->T = harness_full_horizon(tasks, n);
     a->dc.schedule.T = a->T;
     if ((rc = opd_schedule_validate(&a->dc.schedule)) != 0) goto done;
-    if ((rc = opd_model_load(&teacher, a->teacher, NULL)) != 0) goto done;
+    if ((rc = opd_model_load_any(&teacher, a->teacher, NULL)) != 0) goto done;
     if (a->resume) {
         /* everything else of the state is keyed by (seed, step): the student,
          * its optimizer moments and the step number are all there is */
@@ -367,7 +367,7 @@ static int run_distill(distill_args *a) {
         k0 += 1;
         printf("resuming %s at step %ld\n", ckpt, k0);
     } else {
-        if ((rc = opd_model_load(&student, a->student, NULL)) != 0) goto done;
+        if ((rc = opd_model_load_any(&student, a->student, NULL)) != 0) goto done;
         a->oc.total_steps = a->steps;
         opd_adamw_init(&opt, &a->oc, student.num_params);
     }
@@ -674,7 +674,7 @@ int cmd_eval(int argc, char **argv) {
     if (n == 0 || n > nt) n = nt;
     if (T == 0) T = harness_full_horizon(tasks, n);
     opd_model m;
-    if (opd_model_load(&m, model, NULL) != 0) { opd_dataset_free(tasks); return cli_fail("eval"); }
+    if (opd_model_load_any(&m, model, NULL) != 0) { opd_dataset_free(tasks); return cli_fail("eval"); }
     opd_tokenizer tok;
     opd_tokenizer_default(&tok);
     harness_eval_result g, s;

@@ -13,6 +13,7 @@ typedef struct {
 } command;
 
 int cmd_tokenize(int argc, char **argv);  /* eval/cmd_tokenize.c */
+int cmd_export(int argc, char **argv);    /* eval/cmd_export.c */
 
 static const command commands[] = {
     {"init", cmd_init, "write a randomly initialised model checkpoint"},
@@ -24,6 +25,7 @@ static const command commands[] = {
     {"golden", cmd_golden, "write golden tensors / compare two golden files"},
     {"bench", cmd_bench, "benchmarks: targets, matmul, decode, step (see 'opd bench --help')"},
     {"tokenize", cmd_tokenize, "encode / decode text with a Hugging Face tokenizer.json"},
+    {"export", cmd_export, "write a model as a Hugging Face directory (config.json + safetensors)"},
     {NULL, NULL, NULL},
 };
 
