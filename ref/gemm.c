@@ -158,8 +158,11 @@ static void run_tile(const ukernel *u, int kc, const float *a, size_t rs, size_t
         for (int r = 0; r < mr; r++)
             for (int c = 0; c < nr; c++) tile[r * u->nr + c] = *CAT(C, ldc, ctrans, i0 + r, j0 + c);
     u->run(kc, a, rs, cs, Bp, tile, (size_t)u->nr, acc);
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++) *CAT(C, ldc, ctrans, i0 + r, j0 + c) = tile[r * u->nr + c];
+    if (ctrans)   // C^T's rows are C's columns: write each of C's rows contiguously
+        for (int c = 0; c < nr; c++)
+            for (int r = 0; r < mr; r++) C[(size_t)(j0 + c) * ldc + i0 + r] = tile[r * u->nr + c];
+    else
+        for (int r = 0; r < mr; r++) memcpy(C + (size_t)(i0 + r) * ldc + j0, tile + r * u->nr, nr * sizeof(float));
 }
 
 /* One thread's gemm on its block of C: every K block of A meets every K

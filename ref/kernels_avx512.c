@@ -39,21 +39,50 @@ void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, cons
 #undef MR
 
 /* --------------------------------------------------------------- vec-mat */
-/* vecmat_accumulate (ref/vecmat.h) on 16 columns at a time: four rows per
+/* vecmat_accumulate (ref/vecmat.h) on 16 columns per vector, four rows per
  * pass, y + x0 m0 + x1 m1 + x2 m2 + x3 m3 rounded after every operation, as
- * the scalar loop is (separate multiplies and adds, no FMA). */
+ * the scalar loop is (separate multiplies and adds, no FMA). Four vectors of
+ * columns advance together: each column's adds depend on each other, so
+ * independent columns keep the adder busy while one waits. */
+static inline __m512 vm_rows4(__m512 acc, const float *x, const float *m0, size_t ld, __mmask16 mk) {
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[0]), _mm512_maskz_loadu_ps(mk, m0)));
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[1]), _mm512_maskz_loadu_ps(mk, m0 + ld)));
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[2]), _mm512_maskz_loadu_ps(mk, m0 + 2 * ld)));
+    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[3]), _mm512_maskz_loadu_ps(mk, m0 + 3 * ld)));
+}
+
 void opd_vecmat_accumulate_avx512(float *y, const float *x, const float *M, size_t ld, int m, int n) {
-    for (int c = 0; c < n; c += 16) {
-        __mmask16 mk = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
-        __m512 acc = _mm512_maskz_loadu_ps(mk, y + c);
+    const __mmask16 all = 0xffff;
+    int c = 0;
+    for (; c + 64 <= n; c += 64) {
+        __m512 a0 = _mm512_loadu_ps(y + c), a1 = _mm512_loadu_ps(y + c + 16);
+        __m512 a2 = _mm512_loadu_ps(y + c + 32), a3 = _mm512_loadu_ps(y + c + 48);
         int r = 0;
         for (; r + 4 <= m; r += 4) {
             const float *m0 = M + (size_t)r * ld + c;
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r]), _mm512_maskz_loadu_ps(mk, m0)));
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r + 1]), _mm512_maskz_loadu_ps(mk, m0 + ld)));
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r + 2]), _mm512_maskz_loadu_ps(mk, m0 + 2 * ld)));
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r + 3]), _mm512_maskz_loadu_ps(mk, m0 + 3 * ld)));
+            a0 = vm_rows4(a0, x + r, m0, ld, all);
+            a1 = vm_rows4(a1, x + r, m0 + 16, ld, all);
+            a2 = vm_rows4(a2, x + r, m0 + 32, ld, all);
+            a3 = vm_rows4(a3, x + r, m0 + 48, ld, all);
         }
+        for (; r < m; r++) {
+            const float *mr = M + (size_t)r * ld + c;
+            __m512 xr = _mm512_set1_ps(x[r]);
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(xr, _mm512_loadu_ps(mr)));
+            a1 = _mm512_add_ps(a1, _mm512_mul_ps(xr, _mm512_loadu_ps(mr + 16)));
+            a2 = _mm512_add_ps(a2, _mm512_mul_ps(xr, _mm512_loadu_ps(mr + 32)));
+            a3 = _mm512_add_ps(a3, _mm512_mul_ps(xr, _mm512_loadu_ps(mr + 48)));
+        }
+        _mm512_storeu_ps(y + c, a0);
+        _mm512_storeu_ps(y + c + 16, a1);
+        _mm512_storeu_ps(y + c + 32, a2);
+        _mm512_storeu_ps(y + c + 48, a3);
+    }
+    for (; c < n; c += 16) {
+        __mmask16 mk = n - c >= 16 ? all : (__mmask16)((1u << (n - c)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(mk, y + c);
+        int r = 0;
+        for (; r + 4 <= m; r += 4) acc = vm_rows4(acc, x + r, M + (size_t)r * ld + c, ld, mk);
         for (; r < m; r++)
             acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x[r]),
                                                    _mm512_maskz_loadu_ps(mk, M + (size_t)r * ld + c)));
