@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int isa_chosen = 0;
-static opd_isa isa = OPD_ISA_SCALAR;
-
+/* -1 until chosen; read without a lock once set (the first call may come
+ * from inside a parallel region: attention runs its gemms per head) */
+static int isa_state = -1;
 const char *opd_isa_name(opd_isa i) {
     return i == OPD_ISA_AVX512 ? "avx512" : i == OPD_ISA_AVX2 ? "avx2" : "scalar";
 }
@@ -43,8 +43,7 @@ static opd_isa isa_best(void) {
     return OPD_ISA_SCALAR;
 }
 
-opd_isa opd_isa_get(void) {
-    if (isa_chosen) return isa;
+static opd_isa isa_choose(void) {
     opd_isa want = isa_best();
     const char *env = getenv("OPD_ISA");
     if (env && *env) {
@@ -57,15 +56,23 @@ opd_isa opd_isa_get(void) {
         else
             want = req;
     }
-    isa = want;
-    isa_chosen = 1;
-    return isa;
+    return want;
+}
+
+opd_isa opd_isa_get(void) {
+    int v = __atomic_load_n(&isa_state, __ATOMIC_ACQUIRE);
+    if (v >= 0) return (opd_isa)v;
+#pragma omp critical(opd_isa_choice)
+    {
+        if (__atomic_load_n(&isa_state, __ATOMIC_ACQUIRE) < 0)
+            __atomic_store_n(&isa_state, (int)isa_choose(), __ATOMIC_RELEASE);
+    }
+    return (opd_isa)__atomic_load_n(&isa_state, __ATOMIC_ACQUIRE);
 }
 
 int opd_isa_set(opd_isa i) {
     if (!opd_isa_supported(i))
         return opd_set_error("this CPU cannot run the %s path", opd_isa_name(i));
-    isa = i;
-    isa_chosen = 1;
+    __atomic_store_n(&isa_state, (int)i, __ATOMIC_RELEASE);
     return 0;
 }
