@@ -260,6 +260,23 @@ static void test_math_accuracy(void) {
     CU_ASSERT(opd_log1p(0.0) == 0.0 && opd_pow(7.0, 0.0) == 1.0);
 }
 
+/* OPD_ISA names and refusals */
+static void test_isa_choice(void) {
+    opd_isa i;
+    CU_ASSERT(opd_isa_parse("avx512", &i) == 0 && i == OPD_ISA_AVX512);
+    CU_ASSERT(opd_isa_parse("avx2", &i) == 0 && i == OPD_ISA_AVX2);
+    CU_ASSERT(opd_isa_parse("scalar", &i) == 0 && i == OPD_ISA_SCALAR);
+    CU_ASSERT(opd_isa_parse("sse9", &i) == -1 && strstr(opd_last_error(), "sse9") != NULL);
+    CU_ASSERT(opd_isa_supported(OPD_ISA_SCALAR));
+    opd_isa saved = opd_isa_get();
+    for (int k = 0; k < 3; k++) {
+        int ok = opd_isa_set(all_isas[k]) == 0;
+        CU_ASSERT(ok == opd_isa_supported(all_isas[k]));   // refused exactly when the CPU lacks it
+        if (ok) CU_ASSERT(opd_isa_get() == all_isas[k]);
+    }
+    opd_isa_set(saved);
+}
+
 int main(void) {
     printf("ISA paths on this CPU:");
     for (int i = 0; i < 3; i++)
@@ -271,6 +288,7 @@ int main(void) {
         {"gemm: the model's shapes, 1 and 2 threads, equal the portable path", test_gemm_model_shapes_threads},
         {"vector exp, SiLU and vec-mat equal the scalar functions bit for bit", test_vector_math_equals_scalar},
         {"own exp, log, log1p, sin, cos, pow: accuracy and special cases", test_math_accuracy},
+        {"OPD_ISA: names, and paths the CPU lacks are refused", test_isa_choice},
         {NULL, NULL}};
     opd_test_suite("kernels", cases);
     return opd_test_run();
