@@ -29,8 +29,8 @@ int opd_isa_parse(const char *name, opd_isa *out) {
 int opd_isa_supported(opd_isa i) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    if (i == OPD_ISA_AVX512) return __builtin_cpu_supports("avx512f");
-    if (i == OPD_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (i == OPD_ISA_AVX512) return !!__builtin_cpu_supports("avx512f");
+    if (i == OPD_ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 #else
     if (i != OPD_ISA_SCALAR) return 0;
 #endif
