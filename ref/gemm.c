@@ -106,7 +106,8 @@ static void pack_a(float *Ap, int MR, int transA, const float *A, int lda, int M
         for (int k = 0; k < kc; k++) {
             const float *a = A + (size_t)(p0 + k) * lda + i0;
             float *d = Ap + (size_t)k * MR;
-            for (int r = 0; r < mr; r++) d[r] = alpha * a[r];
+            if (alpha == 1.0f) memcpy(d, a, (size_t)mr * sizeof(float));
+            else for (int r = 0; r < mr; r++) d[r] = alpha * a[r];
             for (int r = mr; r < MR; r++) d[r] = 0.0f;
         }
         *rs = 1;
@@ -126,12 +127,12 @@ static void pack_b(float *Bp, int nr_full, int transB, const float *B, int ldb, 
         }
         for (int k = 0; k < kc; k++)
             for (int j = nr; j < nr_full; j++) Bp[(size_t)k * nr_full + j] = 0.0f;
-    } else {
+    } else {   // runs of nr contiguous floats (memcpy: the library's widest copy)
         for (int k = 0; k < kc; k++) {
             const float *b = B + (size_t)(p0 + k) * ldb + j0;
             float *d = Bp + (size_t)k * nr_full;
-            for (int j = 0; j < nr; j++) d[j] = b[j];
-            for (int j = nr; j < nr_full; j++) d[j] = 0.0f;
+            memcpy(d, b, (size_t)nr * sizeof(float));
+            if (nr < nr_full) memset(d + nr, 0, (size_t)(nr_full - nr) * sizeof(float));
         }
     }
 }
