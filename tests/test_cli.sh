@@ -218,5 +218,38 @@ expect_ok "distill -B 2 -n 1 (short options of --help)" "$OPD" distill --teacher
     --student "$dir/tiny.safetensors" --data "$dir/dd/train.csv" -B 2 -n 1 --out "$dir/short"
 grep -q "2 prompts x 1 samples, 1 steps" "$dir/out" && ok "-B and -n took effect" || { bad "-B / -n not applied"; cat "$dir/out"; }
 
+# golden check: a check that compares nothing, or reads outside its
+# directories, fails; 100,000 tensors are looked up by name, not scanned
+mkdir -p "$dir/g1" "$dir/g2"
+cp "$ck" "$dir/g1/m.safetensors"; cp "$ck" "$dir/g2/m.safetensors"
+printf '{"format": "opd golden manifest v1", "tensors": []}\n' >"$dir/g1/manifest.json"
+expect_fail "golden check, empty manifest" "nothing was compared" "$OPD" golden check "$dir/g1" "$dir/g2"
+printf '{"tensors": [{"file": "../../elsewhere.safetensors", "name": "x", "max_abs": 0, "max_rel": 0, "max_ulp": 0, "nmse": 0}]}\n' \
+    >"$dir/g1/manifest.json"
+expect_fail "golden check, manifest path leaving the directory" \
+    "file \"../../elsewhere.safetensors\" is not a plain file name" "$OPD" golden check "$dir/g1" "$dir/g2"
+printf '{"tensors": [{"file": "/etc/passwd", "name": "x", "max_abs": 0, "max_rel": 0, "max_ulp": 0, "nmse": 0}]}\n' \
+    >"$dir/g1/manifest.json"
+expect_fail "golden check, absolute manifest path" "is not a plain file name" "$OPD" golden check "$dir/g1" "$dir/g2"
+"$PY" - "$dir/g1" <<'PYEOF'
+import json, struct, sys
+d = sys.argv[1]
+hdr = {}
+for i in range(100000):
+    hdr["t%06d" % (99999 - i)] = {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}
+b = json.dumps(hdr, separators=(",", ":")).encode()
+b += b" " * (-len(b) % 8)
+open(d + "/many.safetensors", "wb").write(struct.pack("<Q", len(b)) + b + bytes(400000))
+ents = [{"file": "many.safetensors", "name": "t%06d" % i, "max_abs": 0, "max_rel": 0, "max_ulp": 0, "nmse": 0}
+        for i in range(100000)]
+json.dump({"format": "opd golden manifest v1", "tensors": ents}, open(d + "/manifest.json", "w"))
+PYEOF
+cp "$dir/g1/many.safetensors" "$dir/g2/"
+start=$(date +%s)
+expect_ok "golden check of 100,000 tensors" "$OPD" golden check --quiet "$dir/g1" "$dir/g2"
+secs=$(( $(date +%s) - start ))
+grep -q "golden: 100000 passed, 0 failed" "$dir/out" && [ "$secs" -le 20 ] &&
+    ok "  ... all compared in $secs s (quadratic took 54 s)" || bad "  ... $secs s: $(tail -n1 "$dir/out")"
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,0 +1,107 @@
+#!/bin/sh
+# Fault injection: `opd distill --save-every 1` killed with SIGKILL at random
+# points, then resumed. After every kill the checkpoint (if one was written
+# yet) must load and no temporary file may remain; the resumed run's final
+# checkpoint, log.csv and eval.csv must equal an uninterrupted run's, bit for
+# bit. `opd data` is killed the same way and must leave no temporary file.
+#
+# What is compared: a log column that holds wall-clock seconds or the peak
+# RSS (sec_*, train_seconds, peak_rss_kb) differs from run to run, so those
+# columns are cut before the cmp; so is the checkpoint's opd.train.seconds
+# metadata. Every other byte (weights, AdamW moments, step, tokens, losses,
+# horizons, scores) must be identical.
+#
+# KILL_ROUNDS (default 20) and KILL_SEED (default: from the clock, printed)
+# make a failing run reproducible.
+set -u
+OPD=${OPD:-./opd}
+PY=${DEBIAN_PYTHON:-python3}
+ROUNDS=${KILL_ROUNDS:-20}
+SEED=${KILL_SEED:-$(date +%s)}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+echo "kill test: $ROUNDS rounds, KILL_SEED=$SEED"
+
+"$OPD" data --out "$dir/d" --min-steps 2 --max-steps 4 --train 64 --valid 8 --test 8 --seed 3 >/dev/null &&
+"$OPD" init --d-model 32 --layers 2 --heads 4 --kv-heads 2 --ffn 64 --max-seq 48 --seed 1 "$dir/t.st" >/dev/null &&
+"$OPD" init --d-model 16 --layers 1 --heads 2 --kv-heads 1 --ffn 32 --max-seq 48 --seed 2 "$dir/s.st" >/dev/null ||
+    { echo "FAIL setup"; exit 1; }
+args="--teacher $dir/t.st --student $dir/s.st --data $dir/d/train.csv --batch 3 --samples 2 --lr 1e-2 --seed 5
+      --method popd --h0 4 --dh 4 --dk 2 --steps 30 --save-every 1 --eval $dir/d/test.csv --eval-every 3"
+
+# the deterministic part of a run's outputs, one file each, for cmp
+normalize() {  # normalize DIR OUTPREFIX
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = $i !~ /^(sec_|train_seconds|peak_rss_kb)/ }
+             { s = ""; for (i = 1; i <= NF; i++) if (keep[i]) s = s $i ","; print s }' "$1/log.csv" >"$2.log"
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = $i !~ /^(train_seconds|peak_rss_kb)/ }
+             { s = ""; for (i = 1; i <= NF; i++) if (keep[i]) s = s $i ","; print s }' "$1/eval.csv" >"$2.eval"
+    "$PY" - "$1/student.safetensors" "$2.st" <<'PYEOF'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+del hdr["__metadata__"]["opd.train.seconds"]
+open(sys.argv[2], "wb").write(json.dumps(hdr, sort_keys=True).encode() + raw[8 + n:])
+PYEOF
+}
+now() { date +%s.%N; }
+
+t0=$(now)
+"$OPD" distill $args --out "$dir/ref" >"$dir/ref.out" 2>&1 || { echo "FAIL uninterrupted run"; cat "$dir/ref.out"; exit 1; }
+t1=$(now)
+normalize "$dir/ref" "$dir/ref" || { echo "FAIL normalize"; exit 1; }
+run_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+echo "uninterrupted run: $run_s s; kills land uniformly in [0, that]"
+
+temps() { find "$1" -name '*.tmp.*' 2>/dev/null | head -n 3; }
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+    out="$dir/k$r"
+    delay=$(awk -v s="$SEED" -v r="$r" -v t="$run_s" 'BEGIN { srand((s % 100000) * 100 + r); printf "%.3f", rand() * t }')
+    "$OPD" distill $args --out "$out" >"$dir/run.out" 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    what="round $r (kill at ${delay} s)"
+    t=$(temps "$out")
+    [ -z "$t" ] || bad "$what: temporary files left: $t"
+    if [ -f "$out/student.safetensors" ]; then
+        "$OPD" info "$out/student.safetensors" >/dev/null 2>"$dir/info.err" ||
+            { bad "$what: the checkpoint does not load: $(cat "$dir/info.err")"; r=$((r + 1)); continue; }
+        step=$("$PY" -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n))["__metadata__"]["opd.train.step"])' "$out/student.safetensors")
+        resume="--resume"; at="checkpoint at step $step"
+    else
+        resume=""; at="no checkpoint yet"
+    fi
+    if ! "$OPD" distill $args $resume --out "$out" >"$dir/run.out" 2>&1; then
+        bad "$what, $at: the rerun failed:"; cat "$dir/run.out"; r=$((r + 1)); continue
+    fi
+    t=$(temps "$out")
+    normalize "$out" "$dir/k" &&
+    if [ -z "$t" ] && cmp "$dir/ref.st" "$dir/k.st" && cmp "$dir/ref.log" "$dir/k.log" && cmp "$dir/ref.eval" "$dir/k.eval"; then
+        ok "$what, $at: resumed run == uninterrupted run (checkpoint, log.csv, eval.csv)"
+    else
+        bad "$what, $at: resumed run differs from the uninterrupted one (or temporaries left: $t)"
+    fi
+    r=$((r + 1))
+done
+
+# opd data killed mid-write leaves no temporary file (and the next run works)
+for r in 1 2 3 4 5; do
+    delay=$(awk -v s="$SEED" -v r="$r" 'BEGIN { srand((s % 100000) * 100 + 50 + r); printf "%.3f", rand() * 0.3 }')
+    "$OPD" data --out "$dir/data$r" --train 30000 --valid 100 --test 100 >/dev/null 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    t=$(temps "$dir/data$r")
+    [ -z "$t" ] && ok "opd data killed at $delay s: no temporary file" || bad "opd data killed at $delay s: left $t"
+done
+
+echo "kill: $pass passed, $fail failed"
+[ $fail -eq 0 ]
