@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Every CSV opd reads (datasets, logs) is read whole: cap it. */
 #define OPD_CSV_MAX_BYTES (1 << 30)
@@ -116,6 +117,12 @@ static void on_record(int c, void *user) {
 static int read_file(const char *path, char **data, size_t *size) {
     FILE *f = opd_fopen_input(path);
     if (!f) return -1;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && sb.st_size > OPD_CSV_MAX_BYTES) {
+        fclose(f);
+        return opd_set_error("%s: %lld bytes, larger than the %d MiB a CSV here may be", path,
+                             (long long)sb.st_size, OPD_CSV_MAX_BYTES >> 20);
+    }
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     if (!buf) { fclose(f); return opd_set_error("%s: out of memory", path); }

@@ -195,6 +195,13 @@ expect_fail "eval --data FIFO" "fifo: is a FIFO (named pipe), not a regular file
     timeout 20 "$OPD" eval --model "$ck" --data "$dir/fifo"
 expect_fail "eval --data directory" "adir: is a directory, not a regular file" "$OPD" eval --model "$ck" --data "$dir/adir"
 
+# a CSV larger than the 1 GiB cap is refused before it is read (a sparse file)
+if truncate -s 1100M "$dir/huge.csv" 2>/dev/null; then
+    expect_fail "CSV over 1 GiB" "huge.csv: 1153433600 bytes, larger than the 1024 MiB" \
+        "$OPD" eval --model "$ck" --data "$dir/huge.csv"
+    rm -f "$dir/huge.csv"
+fi
+
 # opd data on a full disk names the file and the cause (OPD_FAIL_WRITE_AFTER:
 # the library's test hook, a write fails with ENOSPC after N bytes), and
 # under a file-size limit (ulimit -f, SIGXFSZ ignored: EFBIG)
