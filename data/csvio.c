@@ -22,8 +22,10 @@
 
 static const char *const dataset_header[5] = {"id", "steps", "prompt", "solution", "answer"};
 
+/* plain malloc: a CSV cell is a few bytes, opd_malloc would round it to 64 */
 static char *str_dup_n(const char *s, size_t n) {
-    char *d = opd_malloc(n + 1);
+    char *d = malloc(n + 1);
+    if (!d) { fprintf(stderr, "opd: out of memory\n"); abort(); }
     if (n) memcpy(d, s, n);
     d[n] = '\0';
     return d;

@@ -721,6 +721,13 @@ static int manifest_load(const char *path, manifest *m) {
     json_error_t jerr;
     FILE *f = opd_fopen_input(path);
     if (!f) return -1;
+    /* a manifest is kilobytes (100,000 tensors: ~12 MB); cap what is parsed */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && sb.st_size > (off_t)256 << 20) {
+        fclose(f);
+        return opd_set_error("%s: %lld bytes, larger than the 256 MiB a manifest may be", path,
+                             (long long)sb.st_size);
+    }
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
     fclose(f);
     if (!root) return opd_set_error("%s: line %d: %s", path, jerr.line, jerr.text);
