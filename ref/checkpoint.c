@@ -43,7 +43,8 @@ static int meta_get_long(const opd_safetensors *st, const char *path,
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || errno != 0)
+    /* exactly what meta_set_int writes: no space or '+' strtol would skip */
+    if (end == s || *end != '\0' || errno != 0 || s[0] == ' ' || s[0] == '+' || (s[0] >= '\t' && s[0] <= '\r'))
         return opd_set_error("%s: metadata key '%s' = \"%s\" is not an integer", path, key, s);
     if (v < lo || v > hi)
         return opd_set_error("%s: metadata key '%s' = %ld out of range [%ld, %ld]", path, key, v, lo, hi);
@@ -151,6 +152,20 @@ static int optim_from_meta(opd_optim_config *c, long *step,
                              path, kind);
     if (!(c->beta1 >= 0.0f && c->beta1 < 1.0f) || !(c->beta2 >= 0.0f && c->beta2 < 1.0f))
         return opd_set_error("%s: optimizer betas (%g, %g) must be in [0, 1)", path, c->beta1, c->beta2);
+    /* the ranges the command line accepts, so a resumed run is one the CLI could start */
+    if (!(c->lr > 0.0f && c->lr <= 10.0f))
+        return opd_set_error("%s: metadata 'opd.optim.lr' = %g out of range (0, 10]", path, c->lr);
+    if (!(c->eps > 0.0f && c->eps <= 1.0f))
+        return opd_set_error("%s: metadata 'opd.optim.eps' = %g out of range (0, 1]", path, c->eps);
+    if (!(c->weight_decay >= 0.0f && c->weight_decay <= 10.0f))
+        return opd_set_error("%s: metadata 'opd.optim.weight_decay' = %g out of range [0, 10]", path, c->weight_decay);
+    if (!(c->grad_clip >= 0.0f && c->grad_clip <= 1e9f))
+        return opd_set_error("%s: metadata 'opd.optim.grad_clip' = %g out of range [0, 1e9]", path, c->grad_clip);
+    if (c->warmup_steps < 0 || c->total_steps < 0)
+        return opd_set_error("%s: metadata 'opd.optim.warmup_steps' / 'total_steps' (%d / %d) must be >= 0",
+                             path, c->warmup_steps, c->total_steps);
+    if (!(c->min_lr_frac >= 0.0f && c->min_lr_frac <= 1.0f))
+        return opd_set_error("%s: metadata 'opd.optim.min_lr_frac' = %g out of range [0, 1]", path, c->min_lr_frac);
     return 0;
 }
 

@@ -518,6 +518,11 @@ static void edit_optim_v_shape(opd_safetensors *st) {
 }
 static void edit_optim_step(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.step", "-3"); }
 static void edit_optim_kind(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.lr_schedule", "linear"); }
+static void edit_optim_step_huge(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.step", "9223372036854775807"); }
+static void edit_optim_lr(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.lr", "-1"); }
+static void edit_optim_warmup(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.warmup_steps", "-5"); }
+static void edit_meta_space(opd_safetensors *st) { opd_st_set_meta(st, "opd.d_model", " 16"); }
+static void edit_meta_empty(opd_safetensors *st) { opd_st_set_meta(st, "opd.d_model", ""); }
 
 static void test_ckpt_bad(void) {
     char path[512];
@@ -553,6 +558,11 @@ static void test_ckpt_bad(void) {
     expect_load_fails(path, edit_optim_v_shape, "'optimizer.v.model.norm.weight': expected shape [16] for this config, found [4]", 1);
     expect_load_fails(path, edit_optim_step, "'opd.optim.step' = -3 out of range", 1);
     expect_load_fails(path, edit_optim_kind, "\"linear\" is not constant or cosine", 1);
+    expect_load_fails(path, edit_optim_step_huge, "'opd.optim.step' = 9223372036854775807 out of range", 1);
+    expect_load_fails(path, edit_optim_lr, "'opd.optim.lr' = -1 out of range", 1);
+    expect_load_fails(path, edit_optim_warmup, "must be >= 0", 1);
+    expect_load_fails(path, edit_meta_space, "'opd.d_model' = \" 16\" is not an integer", 0);
+    expect_load_fails(path, edit_meta_empty, "'opd.d_model' = \"\" is not an integer", 0);
     unlink(path);
 }
 
