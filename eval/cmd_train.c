@@ -470,9 +470,12 @@ static int run_distill(distill_args *a) {
             if (old_slog.cell) opd_csv_table_free(&old_slog);
             goto done;
         }
-        if (!old_slog.cell) {
+        if (!old_slog.cell || !old_elog.cell) {
+            /* both are written from the first step on: one missing was removed */
+            rc = opd_set_error("%s: missing: resuming at step %ld needs the log of the steps before it",
+                               old_slog.cell ? elog_path : slog_path, k0);
+            if (old_slog.cell) opd_csv_table_free(&old_slog);
             if (old_elog.cell) opd_csv_table_free(&old_elog);
-            rc = opd_set_error("%s: missing: resuming at step %ld needs the log of the steps before it", slog_path, k0);
             goto done;
         }
         opd_csv_log_init(&slog, slog_path, step_log_header, STEP_LOG_COLS);

@@ -134,12 +134,14 @@ expect_fail "resume with a log behind the checkpoint" "holds steps up to 0 but t
     "$OPD" distill $resume_args --resume --out "$dir/Rbad"
 rm "$dir/Rbad/log.csv"
 expect_fail "resume without log.csv" "log.csv: missing" "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+cp "$dir/R.log" "$dir/Rbad/log.csv"; rm -f "$dir/Rbad/eval.csv"
+expect_fail "resume without eval.csv" "eval.csv: missing" "$OPD" distill $resume_args --resume --out "$dir/Rbad"
 # rows ahead of the checkpoint (a kill after the log flush, before the
 # checkpoint's rename) are dropped and written again: the result is the
 # uninterrupted run's
 "$OPD" distill $resume_args --out "$dir/Rfull" >/dev/null 2>&1 || bad "uninterrupted run for the ahead-log check"
 cp "$dir/R.st" "$dir/Rbad/student.safetensors"
-cp "$dir/Rfull/log.csv" "$dir/Rbad/log.csv"
+cp "$dir/Rfull/log.csv" "$dir/Rfull/eval.csv" "$dir/Rbad/"
 run "resume with a log ahead of the checkpoint" "$OPD" distill $resume_args --resume --out "$dir/Rbad"
 [ "$(col "$dir/Rfull/log.csv" loss)" = "$(col "$dir/Rbad/log.csv" loss)" ] &&
     [ "$(col "$dir/Rbad/log.csv" step | tr '\n' ' ')" = "0 1 2 3 " ] && ok "  ... steps 0 1 2 3 once each, the same losses" ||

@@ -1,9 +1,17 @@
 #!/bin/sh
 # Fault injection: `opd distill --save-every 1` killed with SIGKILL at random
 # points, then resumed. After every kill the checkpoint (if one was written
-# yet) must load and no temporary file may remain; the resumed run's final
-# checkpoint, log.csv and eval.csv must equal an uninterrupted run's, bit for
-# bit. `opd data` is killed the same way and must leave no temporary file.
+# yet) must load; the resumed run's final checkpoint, log.csv and eval.csv
+# must equal an uninterrupted run's, bit for bit, and no temporary file may
+# remain. `opd data` is killed the same way.
+#
+# Temporary files: a write goes to an unnamed O_TMPFILE, which gets a name
+# (FILE.tmp.XXXXXX) only between its linkat and the rename over FILE, a few
+# microseconds (Linux cannot link over an existing name). A kill inside that
+# window (it happens on a loaded machine) leaves that name behind; it is a
+# complete, fsynced file, and the next write of FILE removes it. So right
+# after a kill a temporary must be complete (a checkpoint that loads, a CSV
+# with its header and a final newline), and after the rerun none may remain.
 #
 # What is compared: a log column that holds wall-clock seconds or the peak
 # RSS (sec_*, train_seconds, peak_rss_kb) differs from run to run, so those
@@ -58,6 +66,22 @@ run_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 echo "uninterrupted run: $run_s s; kills land uniformly in [0, that]"
 
 temps() { find "$1" -name '*.tmp.*' 2>/dev/null | head -n 3; }
+# complete_temps DIR: every temporary in DIR is a complete file (see above)
+window=0
+complete_temps() {
+    for f in $(find "$1" -name '*.tmp.*' 2>/dev/null); do
+        case $f in
+            *.safetensors.tmp.*) "$OPD" info "$f" >/dev/null 2>&1 || return 1 ;;
+            *.csv.tmp.*)   # a log (step,...) or a split (id,steps,...), ending in a newline
+                head -n1 "$f" | grep -q -e '^step,' -e '^id,steps,' &&
+                    [ "$(tail -c1 "$f" | od -An -c | tr -d ' ')" = '\n' ] || return 1 ;;
+            *) return 1 ;;
+        esac
+        window=$((window + 1))
+        echo "     (killed in the commit window of $f: complete)"
+    done
+    return 0
+}
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
     out="$dir/k$r"
@@ -68,8 +92,7 @@ while [ "$r" -le "$ROUNDS" ]; do
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     what="round $r (kill at ${delay} s)"
-    t=$(temps "$out")
-    [ -z "$t" ] || bad "$what: temporary files left: $t"
+    complete_temps "$out" || bad "$what: a partial temporary file was left: $(temps "$out")"
     if [ -f "$out/student.safetensors" ]; then
         "$OPD" info "$out/student.safetensors" >/dev/null 2>"$dir/info.err" ||
             { bad "$what: the checkpoint does not load: $(cat "$dir/info.err")"; r=$((r + 1)); continue; }
@@ -99,9 +122,12 @@ for r in 1 2 3 4 5; do
     sleep "$delay"
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    complete_temps "$dir/data$r" || bad "opd data killed at $delay s: a partial temporary file: $(temps "$dir/data$r")"
+    "$OPD" data --out "$dir/data$r" --train 30000 --valid 100 --test 100 >/dev/null 2>&1 || bad "opd data rerun"
     t=$(temps "$dir/data$r")
-    [ -z "$t" ] && ok "opd data killed at $delay s: no temporary file" || bad "opd data killed at $delay s: left $t"
+    [ -z "$t" ] && ok "opd data killed at $delay s, rerun: no temporary file" || bad "opd data killed at $delay s, rerun: left $t"
 done
+echo "kills inside a commit window (a complete temporary, removed by the rerun): $window"
 
 echo "kill: $pass passed, $fail failed"
 [ $fail -eq 0 ]
