@@ -232,18 +232,16 @@ static int temp_commit(const char *path, temp_file *t) {
         }
         t->anon = 0;
     }
-    if (close(t->fd) != 0) {
-        int e = errno;
-        t->fd = -1;
-        temp_abort(t);
-        return opd_set_error("%s: close failed: %s", path, strerror(e));
-    }
-    t->fd = -1;
+    /* rename right after the link (the close can wait): the name lives as
+     * briefly as it can */
     if (rename(t->tmp, path) != 0) {
         int e = errno;
-        unlink(t->tmp);
+        temp_abort(t);
         return opd_set_error("%s: cannot rename temporary file into place: %s", path, strerror(e));
     }
+    int closed = close(t->fd);
+    t->fd = -1;
+    if (closed != 0) return opd_set_error("%s: close failed: %s", path, strerror(errno));
     fsync_dir_of(path);
     return 0;
 }
