@@ -304,7 +304,8 @@ typedef struct {
     int nmeta;
     char **meta_keys, **meta_vals;   /* the __metadata__ string map */
     /* lookup index: by_name[0..n_indexed) are indices of t[0..n_indexed)
-     * sorted by name; tensors added since are searched linearly */
+     * sorted by name; tensors added since are searched linearly. Code that
+     * removes, reorders or renames entries of t must set n_indexed = 0. */
     int *by_name;
     int n_indexed;
 } opd_safetensors;

@@ -87,14 +87,17 @@ static void st_reindex(opd_safetensors *st) {
 }
 
 const opd_st_tensor *opd_st_find(const opd_safetensors *st, const char *name) {
-    int lo = 0, hi = st->by_name ? st->n_indexed : 0;
+    /* an index longer than the table means entries were removed behind its
+     * back: scan instead of trusting it */
+    int indexed = st->by_name && st->n_indexed <= st->n ? st->n_indexed : 0;
+    int lo = 0, hi = indexed;
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
         int c = strcmp(st->t[st->by_name[mid]].name, name);
         if (c == 0) return &st->t[st->by_name[mid]];
         if (c < 0) lo = mid + 1; else hi = mid;
     }
-    for (int i = st->by_name ? st->n_indexed : 0; i < st->n; i++)
+    for (int i = indexed; i < st->n; i++)
         if (strcmp(st->t[i].name, name) == 0) return &st->t[i];
     return NULL;
 }

@@ -479,6 +479,7 @@ static void edit_drop_tensor(opd_safetensors *st) {
     free(t->name);
     free(t->data);
     *t = st->t[--st->n];
+    st->n_indexed = 0;   /* entries moved: the name index no longer holds */
 }
 static void edit_dtype(opd_safetensors *st) {
     find_mut(st, "model.norm.weight")->dtype = OPD_I32;   /* same byte size */
