@@ -789,6 +789,13 @@ static int file_exists(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* the error for a REF or CANDIDATE that is neither a file nor a directory */
+static int not_found(const char *p) {
+    struct stat sb;
+    if (stat(p, &sb) != 0) return opd_set_error("%s: %s", p, strerror(errno));
+    return opd_set_error("%s: neither a regular file nor a directory (a FIFO or a device?)", p);
+}
+
 static const char *base_name(const char *p) {
     const char *s = strrchr(p, '/');
     return s ? s + 1 : p;
@@ -856,8 +863,8 @@ int opd_golden_check(const char *ref, const char *cand, const opd_golden_check_o
                      int *n_pass, int *n_fail) {
     *n_pass = *n_fail = 0;
     int ref_dir = is_dir(ref), cand_dir = is_dir(cand);
-    if (!ref_dir && !file_exists(ref)) return opd_set_error("%s: no such file or directory", ref);
-    if (!cand_dir && !file_exists(cand)) return opd_set_error("%s: no such file or directory", cand);
+    if (!ref_dir && !file_exists(ref)) return not_found(ref);
+    if (!cand_dir && !file_exists(cand)) return not_found(cand);
     if (ref_dir && !cand_dir)
         return opd_set_error("%s is a directory but %s is not: compare two directories or two files", ref, cand);
     char mpath[4096] = "";

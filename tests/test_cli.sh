@@ -237,6 +237,7 @@ expect_fail "golden check, manifest path leaving the directory" \
     "file \"../../elsewhere.safetensors\" is not a plain file name" "$OPD" golden check "$dir/g1" "$dir/g2"
 printf '{"tensors": [{"file": "/etc/passwd", "name": "x", "max_abs": 0, "max_rel": 0, "max_ulp": 0, "nmse": 0}]}\n' \
     >"$dir/g1/manifest.json"
+expect_fail "golden check of a FIFO" "fifo: neither a regular file nor a directory" timeout 20 "$OPD" golden check "$dir/fifo" "$ck"
 expect_fail "golden check, absolute manifest path" "is not a plain file name" "$OPD" golden check "$dir/g1" "$dir/g2"
 "$PY" - "$dir/g1" <<'PYEOF'
 import json, struct, sys
