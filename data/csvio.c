@@ -15,11 +15,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* Every CSV opd reads (datasets, logs) is read whole: cap it. */
+#define OPD_CSV_MAX_BYTES (1 << 30)
 
 static const char *const dataset_header[5] = {"id", "steps", "prompt", "solution", "answer"};
 
+/* plain malloc: a CSV cell is a few bytes, opd_malloc would round it to 64 */
 static char *str_dup_n(const char *s, size_t n) {
-    char *d = opd_malloc(n + 1);
+    char *d = malloc(n + 1);
+    if (!d) { fprintf(stderr, "opd: out of memory\n"); abort(); }
     if (n) memcpy(d, s, n);
     d[n] = '\0';
     return d;
@@ -111,8 +117,14 @@ static void on_record(int c, void *user) {
 }
 
 static int read_file(const char *path, char **data, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return opd_set_error("%s: cannot open: %s", path, strerror(errno));
+    FILE *f = opd_fopen_input(path);
+    if (!f) return -1;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && sb.st_size > OPD_CSV_MAX_BYTES) {
+        fclose(f);
+        return opd_set_error("%s: %lld bytes, larger than the %d MiB a CSV here may be", path,
+                             (long long)sb.st_size, OPD_CSV_MAX_BYTES >> 20);
+    }
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     if (!buf) { fclose(f); return opd_set_error("%s: out of memory", path); }
@@ -126,6 +138,12 @@ static int read_file(const char *path, char **data, size_t *size) {
         size_t got = fread(buf + len, 1, cap - len, f);
         len += got;
         if (got == 0) break;
+        if (len > OPD_CSV_MAX_BYTES) {
+            free(buf);
+            fclose(f);
+            return opd_set_error("%s: larger than %d MiB, the most a CSV here may be", path,
+                                 OPD_CSV_MAX_BYTES >> 20);
+        }
     }
     int bad = ferror(f);
     fclose(f);
@@ -350,7 +368,7 @@ static void log_cell(opd_csv_log *w, const char *s) {
     w->col++;
 }
 
-int opd_csv_log_open(opd_csv_log *w, const char *path,
+int opd_csv_log_init(opd_csv_log *w, const char *path,
                      const char *const *header, int ncols) {
     memset(w, 0, sizeof *w);
     if (ncols < 1) return opd_set_error("%s: a CSV log needs at least one column", path);
@@ -360,6 +378,12 @@ int opd_csv_log_open(opd_csv_log *w, const char *path,
     log_append(w, "\n", 1);
     w->col = 0;
     w->row_start = w->len;
+    return 0;
+}
+
+int opd_csv_log_open(opd_csv_log *w, const char *path,
+                     const char *const *header, int ncols) {
+    if (opd_csv_log_init(w, path, header, ncols) != 0) return -1;
     /* write the header now, so a bad path fails at open, not at the end of a run */
     if (opd_csv_log_flush(w) != 0) { opd_csv_log_discard(w); return -1; }
     return 0;

@@ -189,6 +189,11 @@ typedef struct {
 
 int opd_csv_log_open(opd_csv_log *w, const char *path,
                      const char *const *header, int ncols);
+/* The same without writing anything yet: the file stays as it is until the
+ * first flush (a resumed run re-adds the old rows first, so a kill before
+ * that flush cannot leave the log shorter than it was). */
+int opd_csv_log_init(opd_csv_log *w, const char *path,
+                     const char *const *header, int ncols);
 int opd_csv_log_str(opd_csv_log *w, const char *s);  /* quoted when needed */
 int opd_csv_log_int(opd_csv_log *w, long v);
 int opd_csv_log_num(opd_csv_log *w, double v);       /* "%.9g" */

@@ -38,8 +38,8 @@ void opd_tokenizer_default(opd_tokenizer *tok) {
 }
 
 int opd_tokenizer_load(opd_tokenizer *tok, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return opd_set_error("%s: cannot open vocabulary file: %s", path, strerror(errno));
+    FILE *f = opd_fopen_input(path);
+    if (!f) return -1;
     tokenizer_clear(tok);
     int first_line[256];  /* line where each character was defined, for duplicates */
     for (int c = 0; c < 256; c++) first_line[c] = 0;

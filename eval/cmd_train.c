@@ -118,12 +118,12 @@ int cmd_sft(int argc, char **argv) {
     int steps = 200, B = 16, warmup = 20, eval_n = 100, eval_every = 0;
     float lr = 3e-3f, stop_at = 0.0f;
     uint64_t seed = 1;
-    int c;
+    int c, model_opts = 0, vocab_given = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:o:s:h", opts, NULL)) != -1) {
         int r = cli_model_option("sft", c, optarg, &cfg);
         if (r < 0) return 2;
-        if (r > 0) continue;
+        if (r > 0) { model_opts++; vocab_given |= c == 1001; continue; }
         switch (c) {
         case 'd': data = optarg; break;
         case 'o': out = optarg; break;
@@ -162,6 +162,21 @@ int cmd_sft(int argc, char **argv) {
     if (!data || !out || optind != argc) { fprintf(stderr, "opd sft: --data and --out are required\n"); return cli_usage_error("sft"); }
     if (eval_every > 0 && !evalp) { fprintf(stderr, "opd sft: --eval-every needs --eval\n"); return cli_usage_error("sft"); }
     if (stop_at > 0 && eval_every == 0) { fprintf(stderr, "opd sft: --stop-at needs --eval-every\n"); return cli_usage_error("sft"); }
+    /* options that would be ignored are errors, not silently dropped */
+    if (init && model_opts) {
+        fprintf(stderr, "opd sft: model options (--d-model, --vocab, ...) do not apply with --init: "
+                        "the architecture is %s's\n", init);
+        return 2;
+    }
+    if (vocab_given) {
+        opd_tokenizer t0;
+        opd_tokenizer_default(&t0);
+        if (cfg.vocab_size != t0.vocab_size) {
+            fprintf(stderr, "opd sft: --vocab %d: sft trains on the tokenizer's vocabulary of %d tokens\n",
+                    cfg.vocab_size, t0.vocab_size);
+            return 2;
+        }
+    }
     opd_task *tasks;
     int n;
     if (opd_dataset_read_csv(data, &tasks, &n) != 0) return cli_fail("sft");
@@ -268,21 +283,70 @@ static const char *eval_log_header[] = {"step", "train_seconds", "tokens_generat
                                         "mean_len", "truncated_frac", "peak_rss_kb"};
 #define EVAL_LOG_COLS 7
 
-/* On --resume, keep the rows of an existing log up to the resumed step: read
- * them before the log is reopened (opening rewrites the file). */
-static int read_old_log(const char *path, opd_csv_table *t) {
-    memset(t, 0, sizeof *t);
-    if (access(path, F_OK) != 0) return 0;
-    return opd_csv_read(path, t);
+/* A step number from a file (a log cell, checkpoint metadata): a plain
+ * decimal integer in [lo, hi], nothing else ("", "-5", "9e99" and LONG_MAX
+ * are all errors, not 0 or an overflow). */
+static int parse_step(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s || *s == '+' || *s == ' ') return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
 }
 
-static void append_old_rows(opd_csv_log *log, opd_csv_table *t, long upto) {
-    for (int r = 1; r < t->nrows; r++) {
-        if (atol(t->cell[r * t->ncols]) > upto) continue;
+/* On --resume, keep the rows of an existing log up to the resumed step: read
+ * them before the log is rewritten. The log must have the columns this
+ * version writes (another shape would lose its rows without a word). */
+static int read_old_log(const char *path, const char *const *header, int ncols, opd_csv_table *t) {
+    memset(t, 0, sizeof *t);
+    if (access(path, F_OK) != 0) return 0;
+    if (opd_csv_read(path, t) != 0) return -1;
+    int same = t->ncols == ncols;
+    for (int c = 0; same && c < ncols; c++) same = strcmp(t->cell[c], header[c]) == 0;
+    if (!same) {
+        char got[160];
+        size_t k = 0;
+        got[0] = '\0';
+        for (int c = 0; c < t->ncols && k + 1 < sizeof got; c++)
+            k += (size_t)snprintf(got + k, sizeof got - k, "%s%s", c ? "," : "", t->cell[c]);
+        int nc = t->ncols;
+        opd_csv_table_free(t);
+        return opd_set_error("%s: %d columns \"%.80s\" are not the %d this opd logs (starting \"%s,%s\"): "
+                             "its rows would be lost; move it away to resume", path, nc, got, ncols,
+                             header[0], header[1]);
+    }
+    return 0;
+}
+
+/* Re-adds the old rows whose step is <= upto (rows beyond the checkpoint
+ * are dropped: the resumed run writes them again). With `need` > 0 the rows
+ * kept must be exactly steps 0 .. need-1, in order: a log behind its
+ * checkpoint would otherwise resume with a hole. */
+static int append_old_rows(opd_csv_log *log, opd_csv_table *t, long upto, long need, const char *path) {
+    long next = 0;
+    int rc = 0;
+    for (int r = 1; r < t->nrows && rc == 0; r++) {
+        long step;
+        if (parse_step(t->cell[r * t->ncols], 0, 1L << 30, &step) != 0) {
+            rc = opd_set_error("%s:%d: step \"%.40s\" is not an integer in [0, 2^30]", path, t->line[r],
+                               t->cell[r * t->ncols]);
+            break;
+        }
+        if (step > upto) continue;
+        if (need > 0 && step != next)
+            rc = opd_set_error("%s:%d: step %ld where step %ld was expected (a log out of order or with a hole)",
+                               path, t->line[r], step, next);
+        next = step + 1;
         for (int c = 0; c < t->ncols && c < log->ncols; c++) opd_csv_log_str(log, t->cell[r * t->ncols + c]);
         opd_csv_log_end_row(log);
     }
+    if (rc == 0 && need > 0 && next != need)
+        rc = opd_set_error("%s: holds steps up to %ld but the checkpoint is at step %ld: the log is behind "
+                           "its checkpoint", path, next - 1, need - 1);
     if (t->cell) opd_csv_table_free(t);
+    return rc;
 }
 
 static int distill_eval(const opd_model *m, const opd_tokenizer *tok, const opd_task *et, int en,
@@ -315,14 +379,26 @@ static int save_student(const opd_model *m, const opd_adamw *opt, const char *pa
     return opd_model_save(m, path, opt, keys, vals, 6);
 }
 
-static int meta_long(const char *path, const char *key, long *out) {
+static int meta_long(const char *path, const char *key, long lo, long hi, long *out) {
+    char *v = opd_checkpoint_meta(path, key);
+    if (!v) return opd_set_error("%s: no '%s' in the checkpoint's metadata (not a distill checkpoint?)", path, key);
+    int bad = parse_step(v, lo, hi, out) != 0;
+    if (bad) opd_set_error("%s: metadata '%s' = \"%.40s\" is not an integer in [%ld, %ld]", path, key, v, lo, hi);
+    free(v);
+    return bad ? -1 : 0;
+}
+
+static int meta_seconds(const char *path, const char *key, double *out) {
     char *v = opd_checkpoint_meta(path, key);
     if (!v) return opd_set_error("%s: no '%s' in the checkpoint's metadata (not a distill checkpoint?)", path, key);
     char *end;
-    *out = strtol(v, &end, 10);
-    int bad = *end != '\0';
+    errno = 0;
+    double x = strtod(v, &end);
+    int bad = !*v || *end != '\0' || errno != 0 || !isfinite(x) || x < 0;
+    if (bad) opd_set_error("%s: metadata '%s' = \"%.40s\" is not a finite number >= 0", path, key, v);
     free(v);
-    return bad ? opd_set_error("%s: metadata '%s' is not an integer", path, key) : 0;
+    *out = bad ? 0 : x;
+    return bad ? -1 : 0;
 }
 
 static int run_distill(distill_args *a) {
@@ -359,11 +435,10 @@ static int run_distill(distill_args *a) {
         /* everything else of the state is keyed by (seed, step): the student,
          * its optimizer moments and the step number are all there is */
         if ((rc = opd_model_load(&student, ckpt, &opt)) != 0) goto done;
-        if ((rc = meta_long(ckpt, "opd.train.step", &k0)) != 0) goto done;
-        if ((rc = meta_long(ckpt, "opd.train.tokens", &tokens)) != 0) goto done;
-        char *s = opd_checkpoint_meta(ckpt, "opd.train.seconds");
-        train_sec = s ? atof(s) : 0;
-        free(s);
+        /* the step is the last one done, < --steps' bound of 2^30 */
+        if ((rc = meta_long(ckpt, "opd.train.step", 0, (1L << 30) - 1, &k0)) != 0) goto done;
+        if ((rc = meta_long(ckpt, "opd.train.tokens", 0, 1L << 60, &tokens)) != 0) goto done;
+        if ((rc = meta_seconds(ckpt, "opd.train.seconds", &train_sec)) != 0) goto done;
         k0 += 1;
         printf("resuming %s at step %ld\n", ckpt, k0);
     } else {
@@ -384,18 +459,47 @@ static int run_distill(distill_args *a) {
     opd_csv_table old_slog, old_elog;
     memset(&old_slog, 0, sizeof old_slog);
     memset(&old_elog, 0, sizeof old_elog);
-    if (a->resume && ((rc = read_old_log(slog_path, &old_slog)) != 0 ||
-                      (rc = read_old_log(elog_path, &old_elog)) != 0)) {
-        if (old_slog.cell) opd_csv_table_free(&old_slog);
-        goto done;
+    if (a->resume) {
+        /* The logs are flushed before each checkpoint is renamed into place,
+         * so after any kill they hold at least the checkpoint's rows, maybe
+         * more: keep rows up to the checkpoint (step rows of steps < k0; eval
+         * rows are labelled by steps done, <= k0) and write them back before
+         * anything else, so the files are never shorter than they were. */
+        if ((rc = read_old_log(slog_path, step_log_header, STEP_LOG_COLS, &old_slog)) != 0) goto done;
+        if ((rc = read_old_log(elog_path, eval_log_header, EVAL_LOG_COLS, &old_elog)) != 0) {
+            if (old_slog.cell) opd_csv_table_free(&old_slog);
+            goto done;
+        }
+        if (!old_slog.cell || !old_elog.cell) {
+            /* both are written from the first step on: one missing was removed */
+            rc = opd_set_error("%s: missing: resuming at step %ld needs the log of the steps before it",
+                               old_slog.cell ? elog_path : slog_path, k0);
+            if (old_slog.cell) opd_csv_table_free(&old_slog);
+            if (old_elog.cell) opd_csv_table_free(&old_elog);
+            goto done;
+        }
+        opd_csv_log_init(&slog, slog_path, step_log_header, STEP_LOG_COLS);
+        have_slog = 1;
+        opd_csv_log_init(&elog, elog_path, eval_log_header, EVAL_LOG_COLS);
+        have_elog = 1;
+        rc = append_old_rows(&slog, &old_slog, k0 - 1, k0, slog_path);
+        if (rc == 0) rc = append_old_rows(&elog, &old_elog, k0, 0, elog_path);
+        else if (old_elog.cell) opd_csv_table_free(&old_elog);
+        if (rc == 0) rc = opd_csv_log_flush(&slog);
+        if (rc == 0) rc = opd_csv_log_flush(&elog);
+        if (rc != 0) {
+            /* leave the files as they were */
+            opd_csv_log_discard(&slog);
+            opd_csv_log_discard(&elog);
+            have_slog = have_elog = 0;
+            goto done;
+        }
+    } else {
+        if ((rc = opd_csv_log_open(&slog, slog_path, step_log_header, STEP_LOG_COLS)) != 0) goto done;
+        have_slog = 1;
+        if ((rc = opd_csv_log_open(&elog, elog_path, eval_log_header, EVAL_LOG_COLS)) != 0) goto done;
+        have_elog = 1;
     }
-    if ((rc = opd_csv_log_open(&slog, slog_path, step_log_header, STEP_LOG_COLS)) != 0) goto done;
-    have_slog = 1;
-    if ((rc = opd_csv_log_open(&elog, elog_path, eval_log_header, EVAL_LOG_COLS)) != 0) goto done;
-    have_elog = 1;
-    /* step rows of steps < k0; eval rows are labelled by steps done (<= k0) */
-    append_old_rows(&slog, &old_slog, k0 - 1);
-    append_old_rows(&elog, &old_elog, k0);
 
     int BS = a->B * a->samples;
     sidx = opd_malloc(sizeof(int) * BS);
@@ -441,12 +545,15 @@ static int run_distill(distill_args *a) {
         int eval = et && ((a->eval_every > 0 && (k + 1) % a->eval_every == 0) || last);
         /* checkpoints and evaluations read the host copies */
         if ((save || eval) && (rc = opd_device_sync_to_host(dev, &student, &opt)) != 0) goto done;
-        if (save) {
-            if ((rc = save_student(&student, &opt, ckpt, k, train_sec, tokens, a)) != 0) goto done;
-            if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
-        }
+        /* Evaluate, then flush both logs, then rename the checkpoint into
+         * place: a kill at any point leaves logs at or ahead of the
+         * checkpoint, never behind it (resume drops the rows ahead). */
         if (eval)
             if ((rc = distill_eval(&student, &tok, et, en, a->T, a->seed, k + 1, train_sec, tokens, &elog)) != 0) goto done;
+        if (save) {
+            if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
+            if ((rc = save_student(&student, &opt, ckpt, k, train_sec, tokens, a)) != 0) goto done;
+        }
         if (stop) {
             printf("stopped after step %ld as asked (--stop-after); continue with --resume\n", k + 1);
             break;
@@ -510,7 +617,7 @@ int cmd_distill(int argc, char **argv) {
     const char *C = "distill";
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:d:o:m:T:s:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:d:o:m:T:B:n:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 't': a.teacher = optarg; break;
         case 'S': a.student = optarg; break;

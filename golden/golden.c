@@ -705,10 +705,32 @@ static void manifest_free(manifest *m) {
     memset(m, 0, sizeof *m);
 }
 
+static int entry_cmp(const void *a, const void *b) {
+    const manifest_entry *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+/* A manifest names files inside the golden directory: a bare file name, so
+ * that "../../elsewhere.safetensors" or "/etc/x" cannot point outside it. */
+static int plain_file_name(const char *f) {
+    return f[0] != '\0' && strchr(f, '/') == NULL && strcmp(f, ".") != 0 && strcmp(f, "..") != 0;
+}
+
 static int manifest_load(const char *path, manifest *m) {
     memset(m, 0, sizeof *m);
     json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
+    FILE *f = opd_fopen_input(path);
+    if (!f) return -1;
+    /* a manifest is kilobytes (100,000 tensors: ~12 MB); cap what is parsed */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && sb.st_size > (off_t)256 << 20) {
+        fclose(f);
+        return opd_set_error("%s: %lld bytes, larger than the 256 MiB a manifest may be", path,
+                             (long long)sb.st_size);
+    }
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
     if (!root) return opd_set_error("%s: line %d: %s", path, jerr.line, jerr.text);
     json_t *ts = json_object_get(root, "tensors");
     if (!json_is_array(ts)) {
@@ -727,19 +749,35 @@ static int manifest_load(const char *path, manifest *m) {
             return opd_set_error("%s: tensor entry %zu: need file, name and non-negative "
                                  "max_abs, max_rel, max_ulp, nmse", path, i);
         }
+        if (!plain_file_name(file)) {
+            opd_set_error("%s: tensor entry %zu: file \"%.100s\" is not a plain file name "
+                          "(a path leaving the golden directory is refused)", path, i, file);
+            manifest_free(m);
+            json_decref(root);   /* `file` belongs to root: freed after the message */
+            return -1;
+        }
         manifest_entry *e = &m->e[m->n++];
         e->file = strdup(file);
         e->name = strdup(name);
+        if (!e->file || !e->name) { fprintf(stderr, "opd: out of memory\n"); abort(); }
         e->tol = (opd_golden_tol){a, r, u, q};
     }
     json_decref(root);
+    /* sorted by (file, name): looked up by binary search, not scanned per
+     * tensor (100,000 tensors were quadratic) */
+    qsort(m->e, m->n, sizeof *m->e, entry_cmp);
+    for (int i = 1; i < m->n; i++)
+        if (entry_cmp(&m->e[i - 1], &m->e[i]) == 0) {
+            opd_set_error("%s: tensor '%s' of %s is listed twice", path, m->e[i].name, m->e[i].file);
+            manifest_free(m);
+            return -1;
+        }
     return 0;
 }
 
 static const manifest_entry *manifest_find(const manifest *m, const char *file, const char *name) {
-    for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->e[i].name, name) && !strcmp(m->e[i].file, file)) return &m->e[i];
-    return NULL;
+    manifest_entry key = {.file = (char *)file, .name = (char *)name};
+    return m->n ? bsearch(&key, m->e, m->n, sizeof *m->e, entry_cmp) : NULL;
 }
 
 static int is_dir(const char *p) {
@@ -750,6 +788,13 @@ static int is_dir(const char *p) {
 static int file_exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* the error for a REF or CANDIDATE that is neither a file nor a directory */
+static int not_found(const char *p) {
+    struct stat sb;
+    if (stat(p, &sb) != 0) return opd_set_error("%s: %s", p, strerror(errno));
+    return opd_set_error("%s: neither a regular file nor a directory (a FIFO or a device?)", p);
 }
 
 static const char *base_name(const char *p) {
@@ -819,8 +864,8 @@ int opd_golden_check(const char *ref, const char *cand, const opd_golden_check_o
                      int *n_pass, int *n_fail) {
     *n_pass = *n_fail = 0;
     int ref_dir = is_dir(ref), cand_dir = is_dir(cand);
-    if (!ref_dir && !file_exists(ref)) return opd_set_error("%s: no such file or directory", ref);
-    if (!cand_dir && !file_exists(cand)) return opd_set_error("%s: no such file or directory", cand);
+    if (!ref_dir && !file_exists(ref)) return not_found(ref);
+    if (!cand_dir && !file_exists(cand)) return not_found(cand);
     if (ref_dir && !cand_dir)
         return opd_set_error("%s is a directory but %s is not: compare two directories or two files", ref, cand);
     char mpath[4096] = "";
@@ -846,11 +891,9 @@ int opd_golden_check(const char *ref, const char *cand, const opd_golden_check_o
         fprintf(o->out, "note: no manifest next to %s: comparing exactly\n", ref);
     int rc = 0;
     if (ref_dir) {
-        /* every file the manifest names, in order of first appearance */
+        /* every file the manifest names (sorted: each file's entries are adjacent) */
         for (int i = 0; i < m.n && rc == 0; i++) {
-            int seen = 0;
-            for (int j = 0; j < i && !seen; j++) seen = !strcmp(m.e[j].file, m.e[i].file);
-            if (seen) continue;
+            if (i > 0 && !strcmp(m.e[i - 1].file, m.e[i].file)) continue;
             char rp[4096], cp[4096];
             snprintf(rp, sizeof rp, "%s/%s", ref, m.e[i].file);
             snprintf(cp, sizeof cp, "%s/%s", cand, m.e[i].file);
@@ -865,5 +908,8 @@ int opd_golden_check(const char *ref, const char *cand, const opd_golden_check_o
     manifest_free(&m);
     if (rc != 0) return -1;
     if (o->out) fprintf(o->out, "golden: %d passed, %d failed\n", *n_pass, *n_fail);
+    /* a check that compared nothing proves nothing */
+    if (*n_pass + *n_fail == 0)
+        return opd_set_error("%s: nothing was compared (an empty manifest, or files without tensors)", ref);
     return *n_fail ? 1 : 0;
 }

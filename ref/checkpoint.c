@@ -19,6 +19,8 @@
 
 #define OPTIM_M_PREFIX "optimizer.m."
 #define OPTIM_V_PREFIX "optimizer.v."
+/* the largest optimizer step a file may claim (2^40, far beyond any run) */
+#define OPD_MAX_STEP (1L << 40)
 
 /* --------------------------------------------------------- typed metadata */
 static void meta_set_int(opd_safetensors *st, const char *key, long v) {
@@ -41,7 +43,8 @@ static int meta_get_long(const opd_safetensors *st, const char *path,
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || errno != 0)
+    /* exactly what meta_set_int writes: no space or '+' strtol would skip */
+    if (end == s || *end != '\0' || errno != 0 || s[0] == ' ' || s[0] == '+' || (s[0] >= '\t' && s[0] <= '\r'))
         return opd_set_error("%s: metadata key '%s' = \"%s\" is not an integer", path, key, s);
     if (v < lo || v > hi)
         return opd_set_error("%s: metadata key '%s' = %ld out of range [%ld, %ld]", path, key, v, lo, hi);
@@ -127,7 +130,9 @@ static void optim_to_meta(const opd_adamw *opt, opd_safetensors *st) {
 static int optim_from_meta(opd_optim_config *c, long *step,
                            const opd_safetensors *st, const char *path) {
     memset(c, 0, sizeof *c);
-    if (meta_get_long(st, path, "opd.optim.step", 0, LONG_MAX, step) ||
+    /* bounded well below LONG_MAX: the step is incremented and used in the
+     * schedule's arithmetic */
+    if (meta_get_long(st, path, "opd.optim.step", 0, OPD_MAX_STEP, step) ||
         meta_get_float(st, path, "opd.optim.lr", &c->lr) ||
         meta_get_float(st, path, "opd.optim.beta1", &c->beta1) ||
         meta_get_float(st, path, "opd.optim.beta2", &c->beta2) ||
@@ -147,6 +152,20 @@ static int optim_from_meta(opd_optim_config *c, long *step,
                              path, kind);
     if (!(c->beta1 >= 0.0f && c->beta1 < 1.0f) || !(c->beta2 >= 0.0f && c->beta2 < 1.0f))
         return opd_set_error("%s: optimizer betas (%g, %g) must be in [0, 1)", path, c->beta1, c->beta2);
+    /* the ranges the command line accepts, so a resumed run is one the CLI could start */
+    if (!(c->lr > 0.0f && c->lr <= 10.0f))
+        return opd_set_error("%s: metadata 'opd.optim.lr' = %g out of range (0, 10]", path, c->lr);
+    if (!(c->eps > 0.0f && c->eps <= 1.0f))
+        return opd_set_error("%s: metadata 'opd.optim.eps' = %g out of range (0, 1]", path, c->eps);
+    if (!(c->weight_decay >= 0.0f && c->weight_decay <= 10.0f))
+        return opd_set_error("%s: metadata 'opd.optim.weight_decay' = %g out of range [0, 10]", path, c->weight_decay);
+    if (!(c->grad_clip >= 0.0f && c->grad_clip <= 1e9f))
+        return opd_set_error("%s: metadata 'opd.optim.grad_clip' = %g out of range [0, 1e9]", path, c->grad_clip);
+    if (c->warmup_steps < 0 || c->total_steps < 0)
+        return opd_set_error("%s: metadata 'opd.optim.warmup_steps' / 'total_steps' (%d / %d) must be >= 0",
+                             path, c->warmup_steps, c->total_steps);
+    if (!(c->min_lr_frac >= 0.0f && c->min_lr_frac <= 1.0f))
+        return opd_set_error("%s: metadata 'opd.optim.min_lr_frac' = %g out of range [0, 1]", path, c->min_lr_frac);
     return 0;
 }
 
@@ -206,44 +225,57 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-/* Copies the tensor prefix+ti->name of st into base + ti->offset after
- * checking it is there, F32, and shaped as the config says. */
-static int load_param_tensor(const opd_safetensors *st, const char *path,
-                             const char *prefix, const opd_tensor_info *ti,
-                             float *base) {
+/* Checks that the tensor prefix+ti->name of st is there, F32, and shaped as
+ * the config says; returns it (NULL with the error set). */
+static const opd_st_tensor *find_param_tensor(const opd_safetensors *st, const char *path,
+                                              const char *prefix, const opd_tensor_info *ti) {
     char name[128];
     snprintf(name, sizeof name, "%s%s", prefix, ti->name);
     const opd_st_tensor *t = opd_st_find(st, name);
-    if (!t) return opd_set_error("%s: tensor '%s' is missing", path, name);
+    if (!t) { opd_set_error("%s: tensor '%s' is missing", path, name); return NULL; }
     int64_t want[2] = {ti->shape[0], ti->shape[1]};
     char ws[64], fs[96];
     shape_str(ws, sizeof ws, ti->ndim, want);
     shape_str(fs, sizeof fs, t->ndim, t->shape);
-    if (t->dtype != OPD_F32)
-        return opd_set_error("%s: tensor '%s': expected dtype F32, found %s", path, name,
-                             opd_dtype_name(t->dtype));
+    if (t->dtype != OPD_F32) {
+        opd_set_error("%s: tensor '%s': expected dtype F32, found %s", path, name, opd_dtype_name(t->dtype));
+        return NULL;
+    }
     int same = t->ndim == ti->ndim;
     for (int d = 0; same && d < ti->ndim; d++) same = t->shape[d] == want[d];
-    if (!same)
-        return opd_set_error("%s: tensor '%s': expected shape %s for this config, found %s",
-                             path, name, ws, fs);
+    if (!same) {
+        opd_set_error("%s: tensor '%s': expected shape %s for this config, found %s", path, name, ws, fs);
+        return NULL;
+    }
+    return t;
+}
+
+/* Copies a checked tensor into base + ti->offset. */
+static int copy_param_tensor(const opd_st_tensor *t, const char *path, const opd_tensor_info *ti,
+                             float *base) {
     /* a NaN or Inf weight (a diverged run saved, a flipped exponent bit)
      * would poison every later step silently: refuse it here, by name */
     const float *src = t->data;
     for (size_t j = 0; j < ti->numel; j++)
         if (!isfinite(src[j]))
-            return opd_set_error("%s: tensor '%s' element %zu is %s", path, name, j,
+            return opd_set_error("%s: tensor '%s' element %zu is %s", path, t->name, j,
                                  isnan(src[j]) ? "NaN" : "infinite");
     memcpy(base + ti->offset, t->data, ti->numel * sizeof(float));
     return 0;
 }
 
+static int info_name_cmp(const void *a, const void *b) {
+    return strcmp(((const opd_tensor_info *)a)->name, ((const opd_tensor_info *)b)->name);
+}
+
 /* Every tensor in the file must be one we expect: a stray tensor means the
  * file was written for another model layout (e.g. an lm_head in a tied
- * config), and silently ignoring it would hide that. */
+ * config), and silently ignoring it would hide that. `sorted` is the
+ * config's tensors sorted by name. */
 static int check_no_extra(const opd_safetensors *st, const char *path,
-                          const opd_tensor_info *ts, int nt, int *has_optim) {
+                          const opd_tensor_info *sorted, int nt, int *has_optim) {
     *has_optim = 0;
+    opd_tensor_info key;
     for (int i = 0; i < st->n; i++) {
         const char *name = st->t[i].name;
         int is_optim = 0;
@@ -254,8 +286,11 @@ static int check_no_extra(const opd_safetensors *st, const char *path,
             name += strlen(OPTIM_V_PREFIX);
             is_optim = 1;
         }
-        int known = 0;
-        for (int k = 0; k < nt && !known; k++) known = strcmp(name, ts[k].name) == 0;
+        int known = strlen(name) < sizeof key.name;
+        if (known) {
+            snprintf(key.name, sizeof key.name, "%s", name);
+            known = bsearch(&key, sorted, nt, sizeof *sorted, info_name_cmp) != NULL;
+        }
         if (!known)
             return opd_set_error("%s: unexpected tensor '%s' (not a parameter of the config in its metadata)",
                                  path, st->t[i].name);
@@ -269,33 +304,51 @@ int opd_model_load(opd_model *m, const char *path, opd_adamw *opt) {
     if (opt) memset(opt, 0, sizeof *opt);
     opd_safetensors st;
     if (opd_st_read(path, &st) != 0) return -1;
-    opd_tensor_info *ts = NULL;
+    opd_tensor_info *ts = NULL, *sorted = NULL;
+    const opd_st_tensor **found = NULL;
     int rc = -1;
 
     opd_config cfg;
     if (opd_config_from_meta(&cfg, &st, path) != 0) goto done;
-    if (opd_model_init(m, &cfg) != 0) goto done;
-    int nt = opd_param_tensor_count(&cfg);
+    /* The config in the metadata is only a claim: nothing is allocated from
+     * it until every tensor it implies is in the file with its shape, so the
+     * model can be no larger than the file (a 300-byte file declaring a
+     * 1e12-parameter model fails here, by name, instead of allocating). */
+    int nt = opd_param_tensor_count(&cfg);   /* at most 12 * 1024 + 3 */
     ts = opd_malloc(nt * sizeof *ts);
+    sorted = opd_malloc(nt * sizeof *sorted);
+    found = opd_calloc(3 * (size_t)nt, sizeof *found);
     opd_param_tensors(&cfg, ts);
+    memcpy(sorted, ts, nt * sizeof *ts);
+    qsort(sorted, nt, sizeof *sorted, info_name_cmp);
     int has_optim;
-    if (check_no_extra(&st, path, ts, nt, &has_optim) != 0) goto done;
+    if (check_no_extra(&st, path, sorted, nt, &has_optim) != 0) goto done;
     for (int i = 0; i < nt; i++)
-        if (load_param_tensor(&st, path, "", &ts[i], m->params_mem) != 0) goto done;
-
+        if (!(found[i] = find_param_tensor(&st, path, "", &ts[i]))) goto done;
+    opd_optim_config oc;
+    memset(&oc, 0, sizeof oc);
+    long step = 0;
     if (opt) {
         if (!has_optim && !opd_st_get_meta(&st, "opd.optim.step")) {
             opd_set_error("%s: holds no optimizer state (a weights-only checkpoint) but one was asked for", path);
             goto done;
         }
-        opd_optim_config oc;
-        long step;
         if (optim_from_meta(&oc, &step, &st, path) != 0) goto done;
+        for (int i = 0; i < nt; i++)
+            if (!(found[nt + i] = find_param_tensor(&st, path, OPTIM_M_PREFIX, &ts[i])) ||
+                !(found[2 * nt + i] = find_param_tensor(&st, path, OPTIM_V_PREFIX, &ts[i])))
+                goto done;
+    }
+
+    if (opd_model_init(m, &cfg) != 0) goto done;
+    for (int i = 0; i < nt; i++)
+        if (copy_param_tensor(found[i], path, &ts[i], m->params_mem) != 0) goto done;
+    if (opt) {
         opd_adamw_init(opt, &oc, m->num_params);
         opt->step = step;
         for (int i = 0; i < nt; i++)
-            if (load_param_tensor(&st, path, OPTIM_M_PREFIX, &ts[i], opt->m) != 0 ||
-                load_param_tensor(&st, path, OPTIM_V_PREFIX, &ts[i], opt->v) != 0)
+            if (copy_param_tensor(found[nt + i], path, &ts[i], opt->m) != 0 ||
+                copy_param_tensor(found[2 * nt + i], path, &ts[i], opt->v) != 0)
                 goto done;
     }
     rc = 0;
@@ -304,6 +357,8 @@ done:
         opd_model_free(m);
         if (opt && opt->m) opd_adamw_free(opt);
     }
+    free(found);
+    free(sorted);
     free(ts);
     opd_st_free(&st);
     return rc;

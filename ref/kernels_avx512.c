@@ -1,7 +1,13 @@
 /* kernels_avx512.c — the AVX-512 path (kernels.h): the gemm micro-kernel and
  * the vector exp / SiLU. Each lane runs the scalar definition's operations on
  * its own element, in the same order, so the bits are the scalar path's. */
+/* the whole file is compiled for AVX-512 (gcc: a target pragma; clang, which
+ * the fuzzing build uses: an attribute on every function that follows) */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
 #pragma GCC target("avx512f")
+#endif
 #include "kernels.h"
 
 #include <immintrin.h>
@@ -163,3 +169,7 @@ void opd_vsilu_mul_backward_avx512(float *dgate, float *dup, const float *dout,
         _mm512_mask_storeu_ps(dup + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dup + i), du));
     }
 }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,8 +33,11 @@ void *opd_malloc(size_t nbytes);               /* aborts with a message on OOM *
 void *opd_calloc(size_t n, size_t size);       /* zeroed; aborts on OOM */
 double opd_time(void);                         /* monotonic seconds */
 long opd_peak_rss_kb(void);                    /* VmHWM of this process, kB */
-/* Write `n` byte ranges to `path` atomically: temp file in the same directory,
- * fsync, rename, fsync the directory. On failure the old file is untouched. */
+/* Write `n` byte ranges to `path` atomically: temp file in the same directory
+ * (unnamed with O_TMPFILE where the filesystem has it), fsync, rename, fsync
+ * the directory. On failure the old file is untouched. An existing `path`
+ * that is not a regular file (a device, a FIFO, a directory, a symlink) is
+ * refused, not replaced. */
 int opd_atomic_write(const char *path, const void *const *parts,
                      const size_t *sizes, int n);
 /* Same, for a file produced by a callback writing to a FILE* (CSV, JSON). */
@@ -41,6 +45,10 @@ struct opd_file_writer_ctx;
 int opd_atomic_write_cb(const char *path,
                         int (*write_fn)(void *user, void *fp /* FILE* */),
                         void *user);
+/* fopen(path, "rb") for the parsers, refusing anything but a regular file
+ * (a FIFO would block, a directory reads as an error): NULL with the error
+ * set ("PATH: is a directory, not a regular file"). */
+FILE *opd_fopen_input(const char *path);
 
 /* ------------------------------------------------------------ model config */
 typedef struct {
@@ -344,6 +352,11 @@ typedef struct {
     opd_st_tensor *t;  /* in file order (sorted by name when written) */
     int nmeta;
     char **meta_keys, **meta_vals;   /* the __metadata__ string map */
+    /* lookup index: by_name[0..n_indexed) are indices of t[0..n_indexed)
+     * sorted by name; tensors added since are searched linearly. Code that
+     * removes, reorders or renames entries of t must set n_indexed = 0. */
+    int *by_name;
+    int n_indexed;
 } opd_safetensors;
 
 void opd_st_init(opd_safetensors *st);

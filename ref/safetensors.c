@@ -54,6 +54,7 @@ void opd_st_free(opd_safetensors *st) {
         free(st->t[i].data);
     }
     free(st->t);
+    free(st->by_name);
     for (int i = 0; i < st->nmeta; i++) {
         free(st->meta_keys[i]);
         free(st->meta_vals[i]);
@@ -63,8 +64,40 @@ void opd_st_free(opd_safetensors *st) {
     memset(st, 0, sizeof *st);
 }
 
+/* The name index: a binary search over the tensors indexed so far, then a
+ * linear scan of the few added since (a file of 100,000 tensors is looked up
+ * by name in log time, not scanned for every name). */
+typedef struct { const char *name; int idx; } name_idx;
+
+static int name_idx_cmp(const void *a, const void *b) {
+    return strcmp(((const name_idx *)a)->name, ((const name_idx *)b)->name);
+}
+
+static void st_reindex(opd_safetensors *st) {
+    size_t n = (size_t)(st->n ? st->n : 1);
+    int *ix = realloc(st->by_name, n * sizeof *ix);
+    name_idx *tmp = malloc(n * sizeof *tmp);
+    if (!ix || !tmp) { fprintf(stderr, "opd: out of memory\n"); abort(); }
+    for (int i = 0; i < st->n; i++) tmp[i] = (name_idx){st->t[i].name, i};
+    qsort(tmp, st->n, sizeof *tmp, name_idx_cmp);
+    for (int i = 0; i < st->n; i++) ix[i] = tmp[i].idx;
+    free(tmp);
+    st->by_name = ix;
+    st->n_indexed = st->n;
+}
+
 const opd_st_tensor *opd_st_find(const opd_safetensors *st, const char *name) {
-    for (int i = 0; i < st->n; i++)
+    /* an index longer than the table means entries were removed behind its
+     * back: scan instead of trusting it */
+    int indexed = st->by_name && st->n_indexed <= st->n ? st->n_indexed : 0;
+    int lo = 0, hi = indexed;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->t[st->by_name[mid]].name, name);
+        if (c == 0) return &st->t[st->by_name[mid]];
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    for (int i = indexed; i < st->n; i++)
         if (strcmp(st->t[i].name, name) == 0) return &st->t[i];
     return NULL;
 }
@@ -154,6 +187,9 @@ int opd_st_add(opd_safetensors *st, const char *name, opd_dtype dtype,
     t->nbytes = nbytes;
     t->data = opd_malloc(nbytes);
     if (nbytes) memcpy(t->data, data, nbytes);
+    /* keep the unindexed tail short: reindexing when it outgrows the index
+     * costs O(n log n) each time n doubles */
+    if (st->n - st->n_indexed > 32 + st->n_indexed) st_reindex(st);
     return 0;
 }
 
@@ -233,8 +269,8 @@ static int parse_entry(const char *path, const char *name, json_t *e,
 /* Reads and validates the header; with read_data also every tensor. */
 static int st_read(const char *path, opd_safetensors *st, int read_data) {
     opd_st_init(st);
-    FILE *f = fopen(path, "rb");
-    if (!f) return opd_set_error("%s: cannot open: %s", path, strerror(errno));
+    FILE *f = opd_fopen_input(path);
+    if (!f) return -1;
     char *hdr = NULL;
     json_t *root = NULL;
     st_range *ranges = NULL;
@@ -322,6 +358,7 @@ static int st_read(const char *path, opd_safetensors *st, int read_data) {
         goto done;
     }
 
+    st_reindex(st);
     if (read_data) {
         /* in offset order, so the reads are sequential */
         for (int i = 0; i < st->n; i++) {

@@ -479,6 +479,7 @@ static void edit_drop_tensor(opd_safetensors *st) {
     free(t->name);
     free(t->data);
     *t = st->t[--st->n];
+    st->n_indexed = 0;   /* entries moved: the name index no longer holds */
 }
 static void edit_dtype(opd_safetensors *st) {
     find_mut(st, "model.norm.weight")->dtype = OPD_I32;   /* same byte size */
@@ -518,6 +519,11 @@ static void edit_optim_v_shape(opd_safetensors *st) {
 }
 static void edit_optim_step(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.step", "-3"); }
 static void edit_optim_kind(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.lr_schedule", "linear"); }
+static void edit_optim_step_huge(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.step", "9223372036854775807"); }
+static void edit_optim_lr(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.lr", "-1"); }
+static void edit_optim_warmup(opd_safetensors *st) { opd_st_set_meta(st, "opd.optim.warmup_steps", "-5"); }
+static void edit_meta_space(opd_safetensors *st) { opd_st_set_meta(st, "opd.d_model", " 16"); }
+static void edit_meta_empty(opd_safetensors *st) { opd_st_set_meta(st, "opd.d_model", ""); }
 
 static void test_ckpt_bad(void) {
     char path[512];
@@ -553,6 +559,11 @@ static void test_ckpt_bad(void) {
     expect_load_fails(path, edit_optim_v_shape, "'optimizer.v.model.norm.weight': expected shape [16] for this config, found [4]", 1);
     expect_load_fails(path, edit_optim_step, "'opd.optim.step' = -3 out of range", 1);
     expect_load_fails(path, edit_optim_kind, "\"linear\" is not constant or cosine", 1);
+    expect_load_fails(path, edit_optim_step_huge, "'opd.optim.step' = 9223372036854775807 out of range", 1);
+    expect_load_fails(path, edit_optim_lr, "'opd.optim.lr' = -1 out of range", 1);
+    expect_load_fails(path, edit_optim_warmup, "must be >= 0", 1);
+    expect_load_fails(path, edit_meta_space, "'opd.d_model' = \" 16\" is not an integer", 0);
+    expect_load_fails(path, edit_meta_empty, "'opd.d_model' = \"\" is not an integer", 0);
     unlink(path);
 }
 
@@ -611,6 +622,106 @@ static void test_ckpt_atomic_failure(void) {
     opd_model_free(&b);
     opd_model_free(&c);
     unlink(path);
+}
+
+/* A file's metadata config is only a claim: a header-only file declaring
+ * a model of ~1e14 parameters is refused by name before anything is
+ * allocated (it used to calloc from the config first and abort). */
+static void test_ckpt_claims_without_tensors(void) {
+    char path[512];
+    tmp_path(path, sizeof path, "claims.safetensors");
+    opd_config cfg;
+    opd_config_default(&cfg);
+    cfg.vocab_size = 1 << 20;
+    cfg.d_model = 65536;
+    cfg.n_layers = 1024;
+    cfg.d_ff = 1 << 20;
+    cfg.n_heads = 64;
+    cfg.n_kv_heads = 8;
+    CU_ASSERT_FATAL(opd_config_validate(&cfg, "test") == 0);
+    opd_safetensors st;
+    opd_st_init(&st);
+    opd_config_to_meta(&cfg, &st);
+    CU_ASSERT_FATAL(opd_st_write(&st, path) == 0);
+    opd_st_free(&st);
+    opd_model m;
+    opd_adamw opt;
+    CU_ASSERT(opd_model_load(&m, path, NULL) == -1);
+    ASSERT_ERR_HAS("tensor 'model.embed_tokens.weight' is missing");
+    CU_ASSERT(m.params_mem == NULL);
+    CU_ASSERT(opd_model_load(&m, path, &opt) == -1);
+    CU_ASSERT(m.params_mem == NULL && opt.m == NULL);
+    CU_ASSERT(opd_peak_rss_kb() < 500 * 1024);
+    unlink(path);
+}
+
+/* opd_st_find through the name index: tensors added in reverse order,
+ * before and after a write + read, and names that are not there. */
+static void test_st_index(void) {
+    char path[512];
+    tmp_path(path, sizeof path, "many.safetensors");
+    opd_safetensors st;
+    opd_st_init(&st);
+    const int n = 3000;
+    float v = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        char name[32];
+        snprintf(name, sizeof name, "t%05d", i);
+        CU_ASSERT_FATAL(opd_st_add(&st, name, OPD_F32, 0, NULL, &v) == 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        int bad = 0;
+        for (int i = 0; i < n; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "t%05d", i);
+            const opd_st_tensor *t = opd_st_find(&st, name);
+            bad += !t || strcmp(t->name, name) != 0;
+        }
+        CU_ASSERT(bad == 0);
+        CU_ASSERT(opd_st_find(&st, "t") == NULL && opd_st_find(&st, "t99999") == NULL);
+        CU_ASSERT(opd_st_add(&st, "t01234", OPD_F32, 0, NULL, &v) == -1);
+        if (pass == 0) {
+            CU_ASSERT_FATAL(opd_st_write(&st, path) == 0);
+            opd_st_free(&st);
+            CU_ASSERT_FATAL(opd_st_read(path, &st) == 0);
+            CU_ASSERT(st.n == n);
+        }
+    }
+    opd_st_free(&st);
+    unlink(path);
+}
+
+/* Outputs that exist and are not regular files are refused, untouched; the
+ * parsers refuse such inputs without blocking on them. */
+static void test_special_files(void) {
+    char fifo[512], dir[512], link[512], target[512];
+    tmp_path(fifo, sizeof fifo, "fifo");
+    tmp_path(dir, sizeof dir, "adir");
+    tmp_path(link, sizeof link, "link");
+    tmp_path(target, sizeof target, "target");
+    CU_ASSERT_FATAL(mkfifo(fifo, 0600) == 0);
+    CU_ASSERT_FATAL(mkdir(dir, 0700) == 0);
+    CU_ASSERT_FATAL(symlink(target, link) == 0);
+    const void *parts[1] = {"x"};
+    size_t sizes[1] = {1};
+    CU_ASSERT(opd_atomic_write(fifo, parts, sizes, 1) == -1);
+    ASSERT_ERR_HAS("is a FIFO (named pipe): refusing to replace it");
+    CU_ASSERT(opd_atomic_write(dir, parts, sizes, 1) == -1);
+    ASSERT_ERR_HAS("is a directory: refusing to replace it");
+    CU_ASSERT(opd_atomic_write(link, parts, sizes, 1) == -1);
+    ASSERT_ERR_HAS("is a symbolic link");
+    struct stat sb;
+    CU_ASSERT(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode));
+    CU_ASSERT(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode));
+    CU_ASSERT(access(target, F_OK) != 0);
+    opd_safetensors st;
+    CU_ASSERT(opd_st_read(fifo, &st) == -1);   /* would block forever on open */
+    ASSERT_ERR_HAS("is a FIFO (named pipe), not a regular file");
+    CU_ASSERT(opd_st_read(dir, &st) == -1);
+    ASSERT_ERR_HAS("is a directory, not a regular file");
+    unlink(fifo);
+    unlink(link);
+    rmdir(dir);
 }
 
 /* ================================================================ optimizer */
@@ -932,6 +1043,9 @@ int main(void) {
         {"checkpoint tied embeddings, weights only", test_ckpt_tied_weights_only},
         {"checkpoint refuses mismatched files", test_ckpt_bad},
         {"checkpoint save failure leaves old file", test_ckpt_atomic_failure},
+        {"checkpoint claiming a huge config without tensors", test_ckpt_claims_without_tensors},
+        {"safetensors name index", test_st_index},
+        {"special files as outputs and inputs", test_special_files},
         {"adamw vs double reference", test_adamw_reference},
         {"adamw weight decay only on matrices", test_adamw_decay_only_on_matrices},
         {"adamw global-norm clipping", test_adamw_clipping},

@@ -144,5 +144,120 @@ else
     bad "sft --stop-at: stop line '$stop_line', final '$final_acc', opd eval '$eval_acc'"; cat "$dir/out"
 fi
 
+# --- bad input that once allocated, hung, clobbered or passed (issue 15) ---
+# peak RSS of a command in kB (GNU time), empty when /usr/bin/time is missing
+rss_of() { /usr/bin/time -f '%M' -o "$dir/rss" "$@" >/dev/null 2>&1; tail -n1 "$dir/rss" 2>/dev/null; }
+# metadata-only checkpoints: the config claims 2 GB / 900 TB of weights and
+# holds none; the file is checked before anything is allocated from it
+"$PY" - "$dir" <<'PYEOF'
+import json, struct, sys
+d = sys.argv[1]
+def write(path, meta):
+    b = json.dumps({"__metadata__": meta}, separators=(",", ":")).encode()
+    open(path, "wb").write(struct.pack("<Q", len(b)) + b)
+cfg = {"format": "pt", "opd.vocab_size": "64", "opd.d_model": "8192", "opd.n_layers": "8",
+       "opd.n_heads": "64", "opd.n_kv_heads": "8", "opd.d_ff": "32768", "opd.max_seq_len": "512",
+       "opd.qkv_bias": "1", "opd.tie_embeddings": "0", "opd.rope_theta": "10000", "opd.rms_eps": "1e-06"}
+write(d + "/claims2gb.safetensors", cfg)
+cfg.update({"opd.d_model": "65536", "opd.n_layers": "1024", "opd.d_ff": "1048576", "opd.vocab_size": "1048576"})
+write(d + "/claims900tb.safetensors", cfg)
+PYEOF
+for f in claims2gb claims900tb; do
+    expect_fail "metadata-only checkpoint $f ($(wc -c <"$dir/$f.safetensors") bytes)" \
+        "$f.safetensors: tensor 'model.embed_tokens.weight' is missing" "$OPD" info "$dir/$f.safetensors"
+    if [ -x /usr/bin/time ]; then
+        kb=$(rss_of "$OPD" info "$dir/$f.safetensors")
+        if [ -n "$kb" ] && [ "$kb" -lt 102400 ]; then ok "$f: peak RSS $kb kB < 100 MB"
+        else bad "$f: peak RSS '$kb' kB (want < 100 MB)"; fi
+    fi
+done
+
+# outputs that are not regular files are refused, never replaced
+mkfifo "$dir/fifo"
+mkdir "$dir/adir"
+ln -s "$dir/target.safetensors" "$dir/link.safetensors"
+expect_fail "init onto a FIFO" "fifo: exists and is a FIFO (named pipe): refusing to replace it" "$OPD" init "$dir/fifo"
+[ -p "$dir/fifo" ] && ok "the FIFO is still a FIFO" || bad "init replaced the FIFO"
+expect_fail "init onto a directory" "adir: exists and is a directory" "$OPD" init "$dir/adir"
+expect_fail "init onto a symlink" "link.safetensors: is a symbolic link" "$OPD" init "$dir/link.safetensors"
+[ -L "$dir/link.safetensors" ] && [ ! -e "$dir/target.safetensors" ] && ok "the symlink is still a symlink" ||
+    bad "init replaced the symlink"
+# a device node (root only: mknod of a private copy of /dev/full, never the real one)
+if mknod "$dir/full" c 1 7 2>/dev/null; then
+    expect_fail "init onto a device node" "full: exists and is a character device" "$OPD" init "$dir/full"
+    [ -c "$dir/full" ] && ok "the device node is still a device" || bad "init replaced the device node"
+fi
+
+# FIFOs and directories as input: a clear error at once, no blocking read
+expect_fail "info of a FIFO" "fifo: is a FIFO (named pipe), not a regular file" timeout 20 "$OPD" info "$dir/fifo"
+expect_fail "info of a directory" "adir: is a directory, not a regular file" "$OPD" info "$dir/adir"
+expect_fail "eval --data FIFO" "fifo: is a FIFO (named pipe), not a regular file" \
+    timeout 20 "$OPD" eval --model "$ck" --data "$dir/fifo"
+expect_fail "eval --data directory" "adir: is a directory, not a regular file" "$OPD" eval --model "$ck" --data "$dir/adir"
+
+# a CSV larger than the 1 GiB cap is refused before it is read (a sparse file)
+if truncate -s 1100M "$dir/huge.csv" 2>/dev/null; then
+    expect_fail "CSV over 1 GiB" "huge.csv: 1153433600 bytes, larger than the 1024 MiB" \
+        "$OPD" eval --model "$ck" --data "$dir/huge.csv"
+    rm -f "$dir/huge.csv"
+fi
+
+# opd data on a full disk names the file and the cause (OPD_FAIL_WRITE_AFTER:
+# the library's test hook, a write fails with ENOSPC after N bytes), and
+# under a file-size limit (ulimit -f, SIGXFSZ ignored: EFBIG)
+expect_fail "opd data, disk full" "dfull/train.csv: write failed: No space left on device" \
+    env OPD_FAIL_WRITE_AFTER=100 "$OPD" data --out "$dir/dfull" --train 50 --valid 2 --test 2
+expect_fail "opd data, file-size limit" "dlim/train.csv: write failed: File too large" \
+    sh -c "ulimit -f 2; trap '' XFSZ; exec \"\$0\" data --out \"\$1\" --train 200 --valid 2 --test 2" "$OPD" "$dir/dlim"
+[ -z "$(ls "$dir/dfull" "$dir/dlim" | grep '\.tmp\.')" ] && ok "no temporary file left by the failed writes" ||
+    bad "temporary files left: $(ls "$dir/dfull" "$dir/dlim")"
+# a temporary file a killed writer left is removed by the next write of that file
+mkdir -p "$dir/dstale"; : >"$dir/dstale/train.csv.tmp.Ab12Cd"
+expect_ok "opd data after a killed one" "$OPD" data --out "$dir/dstale" --train 4 --valid 2 --test 2
+[ ! -e "$dir/dstale/train.csv.tmp.Ab12Cd" ] && ok "stale temporary removed" || bad "stale temporary still there"
+
+# options: what --help documents works, what would be ignored is an error
+expect_fail "sft --vocab 10 (the tokenizer has 64 tokens)" "--vocab 10: sft trains on the tokenizer's vocabulary" \
+    "$OPD" sft $sft_args --out "$dir/s.safetensors" --vocab 10
+expect_fail "sft --init with model options" "do not apply with --init" \
+    "$OPD" sft --data "$dir/dd/train.csv" --out "$dir/s2.safetensors" --init "$dir/tiny.safetensors" --d-model 64
+expect_ok "distill -B 2 -n 1 (short options of --help)" "$OPD" distill --teacher "$dir/tiny.safetensors" \
+    --student "$dir/tiny.safetensors" --data "$dir/dd/train.csv" -B 2 -n 1 --out "$dir/short"
+grep -q "2 prompts x 1 samples, 1 steps" "$dir/out" && ok "-B and -n took effect" || { bad "-B / -n not applied"; cat "$dir/out"; }
+
+# golden check: a check that compares nothing, or reads outside its
+# directories, fails; 100,000 tensors are looked up by name, not scanned
+mkdir -p "$dir/g1" "$dir/g2"
+cp "$ck" "$dir/g1/m.safetensors"; cp "$ck" "$dir/g2/m.safetensors"
+printf '{"format": "opd golden manifest v1", "tensors": []}\n' >"$dir/g1/manifest.json"
+expect_fail "golden check, empty manifest" "nothing was compared" "$OPD" golden check "$dir/g1" "$dir/g2"
+printf '{"tensors": [{"file": "../../elsewhere.safetensors", "name": "x", "max_abs": 0, "max_rel": 0, "max_ulp": 0, "nmse": 0}]}\n' \
+    >"$dir/g1/manifest.json"
+expect_fail "golden check, manifest path leaving the directory" \
+    "file \"../../elsewhere.safetensors\" is not a plain file name" "$OPD" golden check "$dir/g1" "$dir/g2"
+printf '{"tensors": [{"file": "/etc/passwd", "name": "x", "max_abs": 0, "max_rel": 0, "max_ulp": 0, "nmse": 0}]}\n' \
+    >"$dir/g1/manifest.json"
+expect_fail "golden check of a FIFO" "fifo: neither a regular file nor a directory" timeout 20 "$OPD" golden check "$dir/fifo" "$ck"
+expect_fail "golden check, absolute manifest path" "is not a plain file name" "$OPD" golden check "$dir/g1" "$dir/g2"
+"$PY" - "$dir/g1" <<'PYEOF'
+import json, struct, sys
+d = sys.argv[1]
+hdr = {}
+for i in range(100000):
+    hdr["t%06d" % (99999 - i)] = {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}
+b = json.dumps(hdr, separators=(",", ":")).encode()
+b += b" " * (-len(b) % 8)
+open(d + "/many.safetensors", "wb").write(struct.pack("<Q", len(b)) + b + bytes(400000))
+ents = [{"file": "many.safetensors", "name": "t%06d" % i, "max_abs": 0, "max_rel": 0, "max_ulp": 0, "nmse": 0}
+        for i in range(100000)]
+json.dump({"format": "opd golden manifest v1", "tensors": ents}, open(d + "/manifest.json", "w"))
+PYEOF
+cp "$dir/g1/many.safetensors" "$dir/g2/"
+start=$(date +%s)
+expect_ok "golden check of 100,000 tensors" "$OPD" golden check --quiet "$dir/g1" "$dir/g2"
+secs=$(( $(date +%s) - start ))
+grep -q "golden: 100000 passed, 0 failed" "$dir/out" && [ "$secs" -le 20 ] &&
+    ok "  ... all compared in $secs s (quadratic took 54 s)" || bad "  ... $secs s: $(tail -n1 "$dir/out")"
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

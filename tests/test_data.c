@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 static char tmpdir[512];
 
@@ -455,6 +456,43 @@ static void test_csv_log_roundtrip(void) {
     CU_ASSERT(error_has("/nonexistent/dir/m.csv", NULL));
 }
 
+/* opd_csv_log_init leaves an existing file as it is until the first flush
+ * (a resumed run re-adds the old rows before anything is written); the
+ * readers refuse a directory or a FIFO by name instead of reading it. */
+static void test_csv_log_init_and_special_inputs(void) {
+    static const char *const header[2] = {"step", "loss"};
+    char path[1024];
+    tmp_path(path, sizeof path, "resumed.csv");
+    write_text(path, "step,loss\n0,1.5\n1,1.25\n");
+    opd_csv_log w;
+    CU_ASSERT_EQUAL_FATAL(opd_csv_log_init(&w, path, header, 2), 0);
+    size_t n;
+    char *before = slurp(path, &n);
+    CU_ASSERT(before && strcmp(before, "step,loss\n0,1.5\n1,1.25\n") == 0);
+    free(before);
+    CU_ASSERT_EQUAL(opd_csv_log_str(&w, "0"), 0);
+    CU_ASSERT_EQUAL(opd_csv_log_str(&w, "1.5"), 0);
+    CU_ASSERT_EQUAL(opd_csv_log_end_row(&w), 0);
+    CU_ASSERT_EQUAL(opd_csv_log_close(&w), 0);
+    char *after = slurp(path, &n);
+    CU_ASSERT(after && strcmp(after, "step,loss\n0,1.5\n") == 0);
+    free(after);
+
+    opd_task *t = NULL;
+    int nt = -1;
+    CU_ASSERT_EQUAL(opd_dataset_read_csv(tmpdir, &t, &nt), -1);
+    CU_ASSERT(error_has(tmpdir, "is a directory, not a regular file", NULL));
+    char fifo[1024];
+    tmp_path(fifo, sizeof fifo, "fifo.csv");
+    CU_ASSERT_FATAL(mkfifo(fifo, 0600) == 0);
+    CU_ASSERT_EQUAL(opd_dataset_read_csv(fifo, &t, &nt), -1);   /* at once, no blocking */
+    CU_ASSERT(error_has("fifo.csv", "is a FIFO (named pipe), not a regular file", NULL));
+    opd_tokenizer tok;
+    CU_ASSERT_EQUAL(opd_tokenizer_load(&tok, fifo), -1);
+    CU_ASSERT(error_has("fifo.csv", "is a FIFO", NULL));
+    unlink(fifo);
+}
+
 /* Write `text` as `name`, read it as a dataset: must fail with an error
  * naming "name:line" and containing `what`. */
 static void expect_dataset_error(const char *name, const char *text, int line, const char *what) {
@@ -639,6 +677,7 @@ int main(void) {
     static const opd_test_case csv[] = {
         {"dataset CSV round trip", test_dataset_csv_roundtrip},
         {"metrics log round trip (quoting, flush, rows)", test_csv_log_roundtrip},
+        {"log init writes nothing; directory / FIFO inputs refused", test_csv_log_init_and_special_inputs},
         {"malformed dataset CSVs: file:line in every error", test_dataset_csv_errors},
         {0, 0}};
     opd_test_suite("tokenizer", tokenizer);

@@ -93,5 +93,59 @@ expect_fail "resume without a checkpoint" "student.safetensors" "$OPD" distill $
 head -c 1000 "$dir/t.st" >"$dir/trunc.st"
 expect_fail "truncated teacher" "trunc.st" "$OPD" distill $common --teacher "$dir/trunc.st" --steps 1 --out "$dir/x"
 
+# --- resume trusts nothing in the checkpoint or the logs (issue 15)
+PY=${DEBIAN_PYTHON:-python3}
+setmeta() {  # setmeta SRC DST KEY VALUE: rewrite one __metadata__ value
+    "$PY" - "$@" <<'PYEOF'
+import json, struct, sys
+src, dst, key, val = sys.argv[1:5]
+raw = open(src, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+hdr["__metadata__"][key] = val
+b = json.dumps(hdr, separators=(",", ":")).encode()
+b += b" " * (-len(b) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(b)) + b + raw[8 + n:])
+PYEOF
+}
+resume_args="$common --method popd --h0 4 --dh 4 --dk 2 --steps 4"
+run "distill stopped after 2, for the resume checks" "$OPD" distill $resume_args --stop-after 2 --out "$dir/R"
+cp "$dir/R/student.safetensors" "$dir/R.st"
+cp "$dir/R/log.csv" "$dir/R.log"
+for v in 9223372036854775807 -5 "" 1e3 " 1"; do
+    mkdir -p "$dir/Rbad"; cp "$dir/R/log.csv" "$dir/R/eval.csv" "$dir/Rbad/"
+    setmeta "$dir/R.st" "$dir/Rbad/student.safetensors" opd.train.step "$v"
+    expect_fail "resume with opd.train.step = '$v'" "metadata 'opd.train.step' = \"$v\" is not an integer in \[0, " \
+        timeout 60 "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+    cmp -s "$dir/Rbad/log.csv" "$dir/R.log" && ok "  ... and log.csv is untouched" || bad "  ... log.csv was rewritten"
+done
+setmeta "$dir/R.st" "$dir/Rbad/student.safetensors" opd.train.seconds "nan"
+expect_fail "resume with opd.train.seconds = nan" "opd.train.seconds' = \"nan\" is not a finite number" \
+    "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+# a log of another shape is an error, not silently emptied
+cp "$dir/R.st" "$dir/Rbad/student.safetensors"
+printf 'step,loss\n0,1.5\n1,1.25\n' >"$dir/Rbad/log.csv"
+expect_fail "resume with a log.csv of other columns" "log.csv: 2 columns \"step,loss\" are not the 21 this opd logs" \
+    "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+[ "$(cat "$dir/Rbad/log.csv")" = "$(printf 'step,loss\n0,1.5\n1,1.25')" ] && ok "  ... and it is kept as it was" || bad "  ... it was rewritten"
+# a log behind its checkpoint (a row lost) is an error, not a hole
+head -n 2 "$dir/R.log" >"$dir/Rbad/log.csv"
+expect_fail "resume with a log behind the checkpoint" "holds steps up to 0 but the checkpoint is at step 1" \
+    "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+rm "$dir/Rbad/log.csv"
+expect_fail "resume without log.csv" "log.csv: missing" "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+cp "$dir/R.log" "$dir/Rbad/log.csv"; rm -f "$dir/Rbad/eval.csv"
+expect_fail "resume without eval.csv" "eval.csv: missing" "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+# rows ahead of the checkpoint (a kill after the log flush, before the
+# checkpoint's rename) are dropped and written again: the result is the
+# uninterrupted run's
+"$OPD" distill $resume_args --out "$dir/Rfull" >/dev/null 2>&1 || bad "uninterrupted run for the ahead-log check"
+cp "$dir/R.st" "$dir/Rbad/student.safetensors"
+cp "$dir/Rfull/log.csv" "$dir/Rfull/eval.csv" "$dir/Rbad/"
+run "resume with a log ahead of the checkpoint" "$OPD" distill $resume_args --resume --out "$dir/Rbad"
+[ "$(col "$dir/Rfull/log.csv" loss)" = "$(col "$dir/Rbad/log.csv" loss)" ] &&
+    [ "$(col "$dir/Rbad/log.csv" step | tr '\n' ' ')" = "0 1 2 3 " ] && ok "  ... steps 0 1 2 3 once each, the same losses" ||
+    bad "  ... log: $(col "$dir/Rbad/log.csv" step | tr '\n' ' ')"
+
 echo "distill: $pass passed, $fail failed"
 [ $fail -eq 0 ]

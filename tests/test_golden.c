@@ -311,6 +311,7 @@ static void edit_drop(opd_safetensors *st) {
     free(tmp.name);
     free(tmp.data);
     st->n--;
+    st->n_indexed = 0;   /* entries moved: the name index no longer holds */
 }
 
 static void edit_shape(opd_safetensors *st) {
