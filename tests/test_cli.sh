@@ -190,7 +190,9 @@ fi
 
 # FIFOs and directories as input: a clear error at once, no blocking read
 expect_fail "info of a FIFO" "fifo: is a FIFO (named pipe), not a regular file" timeout 20 "$OPD" info "$dir/fifo"
-expect_fail "info of a directory" "adir: is a directory, not a regular file" "$OPD" info "$dir/adir"
+# a directory is read as a Hugging Face model directory (ref/hf_model.c): one without
+# config.json says so
+expect_fail "info of a directory" "adir: no config.json: not a Hugging Face model directory" "$OPD" info "$dir/adir"
 expect_fail "eval --data FIFO" "fifo: is a FIFO (named pipe), not a regular file" \
     timeout 20 "$OPD" eval --model "$ck" --data "$dir/fifo"
 expect_fail "eval --data directory" "adir: is a directory, not a regular file" "$OPD" eval --model "$ck" --data "$dir/adir"
