@@ -54,5 +54,14 @@ int cmd_distill(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_golden(int argc, char **argv);
+/* eval/cmd_text.c: distill / eval on JSONL text prompts with a tokenizer.json;
+ * cmd_distill and cmd_eval hand over when cli_has_prompts(argc, argv). */
+int cli_has_prompts(int argc, char **argv);
+int cmd_distill_text(int argc, char **argv);
+int cmd_eval_text(int argc, char **argv);
+/* The built-in task's character tokenizer against a model (from path): the
+ * vocab sizes must be equal, else an error naming the file. */
+int cli_check_task_vocab(const opd_model *m, const char *path, int tok_vocab);
+#define CLI_TEXT_HINT " (a model with its own tokenizer takes --prompts FILE.jsonl --tokenizer tokenizer.json)"
 
 #endif

@@ -190,6 +190,7 @@ int cmd_sft(int argc, char **argv) {
     opd_model m;
     if (init) {
         if (opd_model_load_any(&m, init, NULL) != 0) { opd_dataset_free(tasks); return cli_fail("sft"); }
+        if (cli_check_task_vocab(&m, init, tok.vocab_size) != 0) { opd_model_free(&m); opd_dataset_free(tasks); return cli_fail("sft"); }
     } else {
         cfg.vocab_size = tok.vocab_size;
         if (opd_model_init(&m, &cfg) != 0) { opd_dataset_free(tasks); return cli_fail("sft"); }
@@ -447,8 +448,9 @@ static int run_distill(distill_args *a) {
         opd_adamw_init(&opt, &a->oc, student.num_params);
     }
     if (teacher.cfg.vocab_size != student.cfg.vocab_size || student.cfg.vocab_size != tok.vocab_size) {
-        rc = opd_set_error("vocabularies differ: teacher %d, student %d, tokenizer %d",
-                           teacher.cfg.vocab_size, student.cfg.vocab_size, tok.vocab_size);
+        rc = opd_set_error("vocabularies differ: teacher %s %d, student %s %d, the task's character tokenizer %d%s",
+                           a->teacher, teacher.cfg.vocab_size, a->resume ? ckpt : a->student,
+                           student.cfg.vocab_size, tok.vocab_size, CLI_TEXT_HINT);
         goto done;
     }
     a->dc.rollout.eos_id = tok.eos_id;
@@ -579,6 +581,7 @@ done:
 }
 
 int cmd_distill(int argc, char **argv) {
+    if (cli_has_prompts(argc, argv)) return cmd_distill_text(argc, argv);   /* text prompts: cmd_text.c */
     static const struct option opts[] = {
         {"teacher", required_argument, 0, 't'}, {"student", required_argument, 0, 'S'},
         {"data", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'},
@@ -700,7 +703,8 @@ int cmd_distill(int argc, char **argv) {
                    "      --resume          continue from DIR/student.safetensors (bit-identical)\n"
                    "      --stop-after K    stop after K steps with a checkpoint, as if interrupted\n"
                    "Evaluation (greedy pass@1, decoding to the full horizon):\n"
-                   "      --eval CSV --eval-every N --eval-n N (100)\n");
+                   "      --eval CSV --eval-every N --eval-n N (100)\n"
+                   "Text prompts and a real model's tokenizer: see 'opd distill --prompts F --help'.\n");
             return 0;
         default: return cli_usage_error(C);
         }
@@ -735,6 +739,7 @@ int cmd_distill(int argc, char **argv) {
 
 /* -------------------------------------------------------------- opd eval */
 int cmd_eval(int argc, char **argv) {
+    if (cli_has_prompts(argc, argv)) return cmd_eval_text(argc, argv);   /* text prompts: cmd_text.c */
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
         {"n", required_argument, 0, 'n'}, {"samples", required_argument, 0, 'k'},
@@ -769,7 +774,8 @@ int cmd_eval(int argc, char **argv) {
                    "  -t, --temperature X   sampling temperature for avg@k (default 1)\n"
                    "  -T, --horizon T       max new tokens (default: longest reference solution + 1)\n"
                    "  -B, --batch N         sequences decoded together (default 64)\n"
-                   "  -o, --out CSV         write the table (metric,steps,value) here too\n");
+                   "  -o, --out CSV         write the table (metric,steps,value) here too\n"
+                   "Text prompts and a real model's tokenizer: see 'opd eval --prompts F --help'.\n");
             return 0;
         default: return cli_usage_error("eval");
         }
@@ -784,6 +790,7 @@ int cmd_eval(int argc, char **argv) {
     if (opd_model_load_any(&m, model, NULL) != 0) { opd_dataset_free(tasks); return cli_fail("eval"); }
     opd_tokenizer tok;
     opd_tokenizer_default(&tok);
+    if (cli_check_task_vocab(&m, model, tok.vocab_size) != 0) { opd_model_free(&m); opd_dataset_free(tasks); return cli_fail("eval"); }
     harness_eval_result g, s;
     opd_sampler_config greedy = {0.0f, 0, 1.0f}, sampled = {temp, 0, 1.0f};
     int rc = harness_evaluate(&m, &tok, tasks, n, T, B, &greedy, 1, seed, &g);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -9,12 +10,19 @@
 #include "golden.h"
 
 static const char *golden_help =
-    "usage: opd golden write DIR\n"
+    "usage: opd golden write [--config config.json [--layers N]] [--keep-backend] DIR\n"
     "       opd golden check [--exact] [--quiet] [--manifest FILE] REF CANDIDATE\n"
     "\n"
     "write: the reference's golden tensors (one OPD step of a fixed tiny\n"
     "  teacher/student pair, every layer alone, the schedules) into DIR:\n"
     "  " OPD_GOLDEN_STEP_FILE ", " OPD_GOLDEN_LAYERS_FILE ", " OPD_GOLDEN_MANIFEST ".\n"
+    "  --config F       at a real model's shapes instead: hidden, heads, kv heads,\n"
+    "                   head_dim, intermediate, vocab, rope_theta, rms_eps of a\n"
+    "                   Hugging Face config.json (or its directory), seeded\n"
+    "                   random weights, --layers N blocks (default 1); see\n"
+    "                   golden/README.md for what is kept at that size\n"
+    "  --keep-backend   run the matmuls on the backend OPD_MATMUL selects instead\n"
+    "                   of the reference's own gemm (to check that backend)\n"
     "check: compare CANDIDATE against REF tensor by tensor (both directories,\n"
     "  or both files) with the manifest's tolerances; prints max abs / rel\n"
     "  error, max ULP distance and NMSE per tensor and\n"
@@ -28,16 +36,45 @@ static const char *golden_help =
     "                   manifest.json next to a REF file)\n";
 
 static int golden_write(int argc, char **argv) {
-    if (argc != 2) {
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"layers", required_argument, 0, 'l'},
+        {"keep-backend", no_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *config = NULL;
+    int layers = 1, keep = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:l:kh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'l': if (cli_int("golden", "layers", optarg, 1, 1024, &layers)) return 2; break;
+        case 'k': keep = 1; break;
+        case 'h': printf("%s", golden_help); return 0;
+        default: fprintf(stderr, "%s", golden_help); return 2;
+        }
+    }
+    if (argc - optind != 1 || (!config && layers != 1)) {
         fprintf(stderr, "%s", golden_help);
         return 2;
     }
-    const char *dir = argv[1];
+    const char *dir = argv[optind];
+    opd_config cfg;
+    if (config) {
+        /* a config.json file or the directory holding one */
+        char *cdir = strdup(config);
+        size_t n = strlen(cdir);
+        if (n >= 11 && !strcmp(cdir + n - 11, "config.json")) {
+            char *slash = strrchr(cdir, '/');
+            if (slash) *slash = '\0'; else strcpy(cdir, ".");
+        }
+        int rc = opd_hf_read_config(cdir, &cfg);
+        free(cdir);
+        if (rc != 0) return cli_fail("golden");
+        cfg.n_layers = layers;
+    }
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "opd golden: cannot create directory %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    if (opd_golden_write(dir) != 0) return cli_fail("golden");
+    if (opd_golden_write_shape(dir, config ? &cfg : NULL, keep) != 0) return cli_fail("golden");
     printf("opd golden: wrote %s/{%s,%s,%s}\n", dir, OPD_GOLDEN_STEP_FILE, OPD_GOLDEN_LAYERS_FILE,
            OPD_GOLDEN_MANIFEST);
     return 0;

@@ -193,7 +193,7 @@ static void put_acts(golden_writer *w, const char *who, const opd_model *m) {
 /* Larger weights than the training init (std 0.02 gives near-uniform
  * softmaxes, where a wrong kernel can hide), and norm scales / biases away
  * from 1 / 0 so that their code paths matter. Keyed, so deterministic. */
-static void spread_weights(opd_model *m, uint64_t seed) {
+static void spread_weights(opd_model *m, uint64_t seed, float factor) {
     int nt = opd_param_tensor_count(&m->cfg);
     opd_tensor_info *ts = opd_calloc(nt, sizeof *ts);
     opd_param_tensors(&m->cfg, ts);
@@ -203,14 +203,16 @@ static void spread_weights(opd_model *m, uint64_t seed) {
             float z = opd_normal(seed, 0x73707264u /* "sprd" */, (uint32_t)i, (uint32_t)j);
             if (strstr(ts[i].name, "norm")) x[j] = 1.0f + 0.1f * z;
             else if (ts[i].ndim == 1) x[j] = 0.1f * z;
-            else x[j] *= 8.0f;
+            else x[j] *= factor;
         }
     }
     free(ts);
 }
 
-/* The golden pair: GQA, q/k/v bias, untied heads, so every path runs. */
-static void golden_configs(opd_config *s, opd_config *t) {
+/* The golden pair: GQA, q/k/v bias, untied heads, so every path runs. At a
+ * production shape (prod) both are that config, with their own seeds. */
+static void golden_configs(opd_config *s, opd_config *t, const opd_config *prod) {
+    if (prod) { *s = *t = *prod; return; }
     opd_config_default(s);
     s->vocab_size = 16; s->d_model = 16; s->n_layers = 2; s->n_heads = 4;
     s->n_kv_heads = 2; s->d_ff = 32; s->max_seq_len = 24;
@@ -224,19 +226,27 @@ enum { G_B = 3, G_P = 6, G_H = 8, G_EOS = 2, G_PAD = 0, G_SCHED_T = 32, G_SCHED_
 #define G_STUDENT_SEED 11u
 #define G_TEACHER_SEED 22u
 
-static int write_step(const char *dir, json_t *entries) {
+/* prod: NULL for the tiny pair, else a production shape (see
+ * opd_golden_write_shape): a smaller batch, and of the six losses only the
+ * default one with its gradient (the AdamW update and moments are
+ * elementwise in the gradient, checked by the tiny files; at a real vocab
+ * each parameter-sized tensor is GBs). */
+static int write_step(const char *dir, json_t *entries, const opd_config *prod) {
     golden_writer w = {.file = OPD_GOLDEN_STEP_FILE, .entries = entries};
     opd_st_init(&w.st);
     opd_config sc, tc;
-    golden_configs(&sc, &tc);
+    golden_configs(&sc, &tc, prod);
     opd_model s, t;
     if (opd_model_init(&s, &sc) != 0) return -1;
     if (opd_model_init(&t, &tc) != 0) { opd_model_free(&s); return -1; }
+    /* x8 at the tiny width; at width C the same activation scale (the init's
+     * std times sqrt(C)) takes 8 sqrt(16 / C) */
+    float spread = prod ? 8.0f * sqrtf(16.0f / (float)sc.d_model) : 8.0f;
     opd_model_init_random(&s, G_STUDENT_SEED);
-    spread_weights(&s, G_STUDENT_SEED);
+    spread_weights(&s, G_STUDENT_SEED, spread);
     opd_model_init_random(&t, G_TEACHER_SEED);
-    spread_weights(&t, G_TEACHER_SEED);
-    const int B = G_B, P = G_P, H = G_H, V = sc.vocab_size;
+    spread_weights(&t, G_TEACHER_SEED, spread);
+    const int B = prod ? 2 : G_B, P = G_P, H = prod ? 4 : G_H, V = sc.vocab_size;
     cfg_meta(&w.st, "student", &sc);
     cfg_meta(&w.st, "teacher", &tc);
     char val[64];
@@ -316,12 +326,14 @@ static int write_step(const char *dir, json_t *entries) {
     put(&w, T_SOFTMAX, "opd_log_softmax(student logits)[y]", OPD_F32, s_lp, SHAPE(B, Hs), "step.student_logprobs");
 
     /* 4-5. each loss: loss, backward, clip + AdamW from the same weights */
-    float *w0 = opd_malloc(sizeof(float) * s.num_params);
-    memcpy(w0, s.params_mem, sizeof(float) * s.num_params);
+    /* the weights each loss starts from (one loss at a production shape: no copy) */
+    float *w0 = prod ? NULL : opd_malloc(sizeof(float) * s.num_params);
+    if (w0) memcpy(w0, s.params_mem, sizeof(float) * s.num_params);
     float *dl_h = opd_malloc(sizeof(float) * B * Hs * V), *dl = opd_malloc(sizeof(float) * B * Tq * V);
     float *per_tok = opd_malloc(sizeof(float) * B * Hs), *rkl = opd_malloc(sizeof(float) * B * Hs);
     opd_model_alloc_grads(&s);
-    for (int kind = OPD_LOSS_RKL_SAMPLED; kind <= OPD_LOSS_RKL_SEQ; kind++) {
+    int last_loss = prod ? OPD_LOSS_RKL_SAMPLED : OPD_LOSS_RKL_SEQ;
+    for (int kind = OPD_LOSS_RKL_SAMPLED; kind <= last_loss; kind++) {
         opd_loss_config lc;
         opd_loss_config_default(&lc);
         lc.kind = (opd_loss_kind)kind;
@@ -344,6 +356,11 @@ static int write_step(const char *dir, json_t *entries) {
         opd_model_backward(&s, dl);
         snprintf(pre, sizeof pre, "loss.%s.student.grad.", ln);
         put_params(&w, T_GRAD, "opd_model_backward", &sc, s.grads_mem, pre);
+        if (prod) {
+            float gnorm = opd_grad_norm(s.grads_mem, s.num_params);
+            put(&w, T_SOFTMAX, "opd_grad_norm (before clipping)", OPD_F32, &gnorm, SHAPE(1), "loss.%s.grad_norm", ln);
+            continue;
+        }
         opd_optim_config oc;
         opd_optim_config_default(&oc);
         opd_adamw opt;
@@ -387,65 +404,88 @@ static int write_step(const char *dir, json_t *entries) {
     return rc_;
 }
 
-static int write_layers(const char *dir, json_t *entries) {
+/* One linear layer, forward and backward: N rows, K = C, OC outputs. */
+static void layer_matmul(golden_writer *w, const char *pre, int N, int C, int OC, uint32_t tag) {
+    float *inp = opd_calloc((size_t)N * C, sizeof(float)), *wt = opd_calloc((size_t)OC * C, sizeof(float));
+    float *bias = opd_calloc(OC, sizeof(float)), *out = opd_calloc((size_t)N * OC, sizeof(float));
+    float *dout = opd_calloc((size_t)N * OC, sizeof(float)), *dinp = opd_calloc((size_t)N * C, sizeof(float));
+    float *dw = opd_calloc((size_t)OC * C, sizeof(float)), *db = opd_calloc(OC, sizeof(float));
+    randn(inp, (size_t)N * C, tag, 1.0f); randn(wt, (size_t)OC * C, tag + 1, 0.2f); randn(bias, OC, tag + 2, 0.1f);
+    randn(dout, (size_t)N * OC, tag + 3, 1.0f);
+    matmul_forward(out, inp, wt, bias, N, C, OC);
+    matmul_backward(dinp, dw, db, dout, inp, wt, N, C, OC);
+    char nm[64];
+#define NM(x) (snprintf(nm, sizeof nm, "%s.%s", pre, x), nm)
+    put_f32(w, T_EXACT, "input", inp, SHAPE(N, C), NM("inp"));
+    put_f32(w, T_EXACT, "input", wt, SHAPE(OC, C), NM("weight"));
+    put_f32(w, T_EXACT, "input", bias, SHAPE(OC), NM("bias"));
+    put_f32(w, T_EXACT, "input", dout, SHAPE(N, OC), NM("dout"));
+    put_f32(w, T_MATMUL, "matmul_forward: out = inp weight^T + bias", out, SHAPE(N, OC), NM("out"));
+    put_f32(w, T_MATMUL, "matmul_backward: dinp = dout weight", dinp, SHAPE(N, C), NM("dinp"));
+    put_f32(w, T_MATMUL, "matmul_backward: dweight = dout^T inp", dw, SHAPE(OC, C), NM("dweight"));
+    put_f32(w, T_MATMUL, "matmul_backward: dbias = sum_n dout", db, SHAPE(OC), NM("dbias"));
+#undef NM
+    free(inp); free(wt); free(bias); free(out); free(dout); free(dinp); free(dw); free(db);
+}
+
+/* prod: NULL for the tiny shapes, else every layer at that config's widths
+ * (hidden, heads, kv heads, head_dim, intermediate, vocab, rope_theta), and
+ * both MLP matmuls (K = hidden and K = intermediate). */
+static int write_layers(const char *dir, json_t *entries, const opd_config *prod) {
     golden_writer w = {.file = OPD_GOLDEN_LAYERS_FILE, .entries = entries};
     opd_st_init(&w.st);
+    const int Cm = prod ? prod->d_model : 0, Fm = prod ? prod->d_ff : 0, Vm = prod ? prod->vocab_size : 0;
+    const int NHm = prod ? prod->n_heads : 0, NKVm = prod ? prod->n_kv_heads : 0, HDm = prod ? Cm / NHm : 0;
+    const float theta = prod ? prod->rope_theta : 10000.0f, eps = prod ? prod->rms_eps : 1e-6f;
+#define ZF(n) ((float *)opd_calloc((size_t)(n), sizeof(float)))
 
-    { /* linear layer: K = 40 is not a multiple of any SIMD width */
-        enum { N = 9, C = 40, OC = 24 };
-        float inp[N * C], wt[OC * C], bias[OC], out[N * OC], dout[N * OC];
-        float dinp[N * C] = {0}, dw[OC * C] = {0}, db[OC] = {0};
-        randn(inp, N * C, 1, 1.0f); randn(wt, OC * C, 2, 0.2f); randn(bias, OC, 3, 0.1f);
-        randn(dout, N * OC, 4, 1.0f);
-        matmul_forward(out, inp, wt, bias, N, C, OC);
-        matmul_backward(dinp, dw, db, dout, inp, wt, N, C, OC);
-        put_f32(&w, T_EXACT, "input", inp, SHAPE(N, C), "matmul.inp");
-        put_f32(&w, T_EXACT, "input", wt, SHAPE(OC, C), "matmul.weight");
-        put_f32(&w, T_EXACT, "input", bias, SHAPE(OC), "matmul.bias");
-        put_f32(&w, T_EXACT, "input", dout, SHAPE(N, OC), "matmul.dout");
-        put_f32(&w, T_MATMUL, "matmul_forward: out = inp weight^T + bias", out, SHAPE(N, OC), "matmul.out");
-        put_f32(&w, T_MATMUL, "matmul_backward: dinp = dout weight", dinp, SHAPE(N, C), "matmul.dinp");
-        put_f32(&w, T_MATMUL, "matmul_backward: dweight = dout^T inp", dw, SHAPE(OC, C), "matmul.dweight");
-        put_f32(&w, T_MATMUL, "matmul_backward: dbias = sum_n dout", db, SHAPE(OC), "matmul.dbias");
+    /* linear layer: K = 40 is not a multiple of any SIMD width */
+    if (!prod) layer_matmul(&w, "matmul", 9, 40, 24, 1);
+    else {
+        layer_matmul(&w, "matmul", 9, Cm, Fm, 1);        /* gate / up: K = hidden */
+        layer_matmul(&w, "matmul_down", 9, Fm, Cm, 90);  /* down: K = intermediate */
     }
     { /* RMSNorm */
-        enum { N = 9, C = 24 };
-        float inp[N * C], wt[C], out[N * C], rstd[N], dout[N * C], dinp[N * C] = {0}, dw[C] = {0};
+        const int N = 9, C = prod ? Cm : 24;
+        float *inp = ZF(N * C), *wt = ZF(C), *out = ZF(N * C), *rstd = ZF(N), *dout = ZF(N * C);
+        float *dinp = ZF(N * C), *dw = ZF(C);
         randn(inp, N * C, 10, 2.0f); randn(wt, C, 11, 0.3f); randn(dout, N * C, 12, 1.0f);
         for (int c = 0; c < C; c++) wt[c] += 1.0f;
-        rmsnorm_forward(out, rstd, inp, wt, N, C, 1e-6f);
+        rmsnorm_forward(out, rstd, inp, wt, N, C, eps);
         rmsnorm_backward(dinp, dw, dout, inp, wt, rstd, N, C);
         put_f32(&w, T_EXACT, "input", inp, SHAPE(N, C), "rmsnorm.inp");
         put_f32(&w, T_EXACT, "input", wt, SHAPE(C), "rmsnorm.weight");
         put_f32(&w, T_EXACT, "input", dout, SHAPE(N, C), "rmsnorm.dout");
-        put_f32(&w, T_ELEM, "rmsnorm_forward (eps 1e-6)", out, SHAPE(N, C), "rmsnorm.out");
+        put_f32(&w, T_ELEM, prod ? "rmsnorm_forward (the config's eps)" : "rmsnorm_forward (eps 1e-6)", out, SHAPE(N, C), "rmsnorm.out");
         put_f32(&w, T_ELEM, "rmsnorm_forward: 1/sqrt(mean(x^2) + eps)", rstd, SHAPE(N), "rmsnorm.rstd");
         put_f32(&w, T_MATMUL, "rmsnorm_backward", dinp, SHAPE(N, C), "rmsnorm.dinp");
         put_f32(&w, T_MATMUL, "rmsnorm_backward (sum over N)", dw, SHAPE(C), "rmsnorm.dweight");
+        free(inp); free(wt); free(out); free(rstd); free(dout); free(dinp); free(dw);
     }
     { /* RoPE, rotate-half; positions up to 500 test the angle's accuracy */
-        enum { N = 9, NHr = 3, HD = 8 };
-        int pos[N] = {0, 1, 2, 3, 7, 15, 31, 100, 500};
-        float x[N * NHr * HD], out[N * NHr * HD], dx[N * NHr * HD], dxo[N * NHr * HD];
-        randn(x, N * NHr * HD, 20, 1.0f); randn(dx, N * NHr * HD, 21, 1.0f);
-        memcpy(out, x, sizeof x); memcpy(dxo, dx, sizeof dx);
-        rope_forward(out, pos, N, NHr, HD, 10000.0f);
-        rope_backward(dxo, pos, N, NHr, HD, 10000.0f);
+        const int N = 9, NHr = prod ? NHm : 3, HD = prod ? HDm : 8, n = N * NHr * HD;
+        int pos[9] = {0, 1, 2, 3, 7, 15, 31, 100, 500};
+        float *x = ZF(n), *out = ZF(n), *dx = ZF(n), *dxo = ZF(n);
+        randn(x, n, 20, 1.0f); randn(dx, n, 21, 1.0f);
+        memcpy(out, x, sizeof(float) * n); memcpy(dxo, dx, sizeof(float) * n);
+        rope_forward(out, pos, N, NHr, HD, theta);
+        rope_backward(dxo, pos, N, NHr, HD, theta);
         put_f32(&w, T_EXACT, "input", x, SHAPE(N, NHr, HD), "rope.x");
         put(&w, T_EXACT, "input", OPD_I32, pos, SHAPE(N), "rope.pos");
         put_f32(&w, T_EXACT, "input", dx, SHAPE(N, NHr, HD), "rope.dout");
-        put_f32(&w, T_ELEM, "rope_forward (theta 10000, in place)", out, SHAPE(N, NHr, HD), "rope.out");
+        put_f32(&w, T_ELEM, prod ? "rope_forward (the config's theta, in place)" : "rope_forward (theta 10000, in place)",
+                out, SHAPE(N, NHr, HD), "rope.out");
         put_f32(&w, T_ELEM, "rope_backward (rotation by -angle, in place)", dxo, SHAPE(N, NHr, HD), "rope.dinp");
+        free(x); free(out); free(dx); free(dxo);
     }
     { /* causal GQA attention with left padding */
-        enum { B = 2, T = 7, NH = 4, NKV = 2, HD = 8 };
-        int pad[B] = {0, 3};
-        static float q[B * T * NH * HD], k[B * T * NKV * HD], v[B * T * NKV * HD];
-        static float out[B * T * NH * HD], att[B * NH * T * T], dout[B * T * NH * HD];
-        static float dq[B * T * NH * HD], dk[B * T * NKV * HD], dv[B * T * NKV * HD], datt[B * NH * T * T];
-        randn(q, sizeof q / 4, 30, 1.0f); randn(k, sizeof k / 4, 31, 1.0f);
-        randn(v, sizeof v / 4, 32, 1.0f); randn(dout, sizeof dout / 4, 33, 1.0f);
-        memset(dq, 0, sizeof dq); memset(dk, 0, sizeof dk); memset(dv, 0, sizeof dv);
+        const int B = 2, T = 7, NH = prod ? NHm : 4, NKV = prod ? NKVm : 2, HD = prod ? HDm : 8;
+        const int nq = B * T * NH * HD, nk = B * T * NKV * HD, na = B * NH * T * T;
+        int pad[2] = {0, 3};
+        float *q = ZF(nq), *k = ZF(nk), *v = ZF(nk), *out = ZF(nq), *att = ZF(na), *dout = ZF(nq);
+        float *dq = ZF(nq), *dk = ZF(nk), *dv = ZF(nk), *datt = ZF(na);
+        randn(q, nq, 30, 1.0f); randn(k, nk, 31, 1.0f);
+        randn(v, nk, 32, 1.0f); randn(dout, nq, 33, 1.0f);
         attention_forward(out, att, q, k, v, pad, B, T, NH, NKV, HD);
         attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, T, NH, NKV, HD);
         put_f32(&w, T_EXACT, "input", q, SHAPE(B, T, NH * HD), "attention.q");
@@ -461,10 +501,11 @@ static int write_layers(const char *dir, json_t *entries) {
                 SHAPE(B, T, NKV * HD), "attention.dk");
         put_f32(&w, T_MATMUL, "attention_backward (sum over queries and the group's heads)", dv,
                 SHAPE(B, T, NKV * HD), "attention.dv");
+        free(q); free(k); free(v); free(out); free(att); free(dout); free(dq); free(dk); free(dv); free(datt);
     }
     { /* SwiGLU */
-        enum { N = 9, F = 20 };
-        float g[N * F], u[N * F], out[N * F], dout[N * F], dg[N * F] = {0}, du[N * F] = {0};
+        const int N = 9, F = prod ? Fm : 20;
+        float *g = ZF(N * F), *u = ZF(N * F), *out = ZF(N * F), *dout = ZF(N * F), *dg = ZF(N * F), *du = ZF(N * F);
         randn(g, N * F, 40, 3.0f); randn(u, N * F, 41, 1.0f); randn(dout, N * F, 42, 1.0f);
         swiglu_forward(out, g, u, N, F);
         swiglu_backward(dg, du, dout, g, u, N, F);
@@ -474,12 +515,15 @@ static int write_layers(const char *dir, json_t *entries) {
         put_f32(&w, T_ELEM, "swiglu_forward: silu(gate) * up", out, SHAPE(N, F), "swiglu.out");
         put_f32(&w, T_ELEM, "swiglu_backward", dg, SHAPE(N, F), "swiglu.dgate");
         put_f32(&w, T_ELEM, "swiglu_backward", du, SHAPE(N, F), "swiglu.dup");
+        free(g); free(u); free(out); free(dout); free(dg); free(du);
     }
     { /* token embedding; repeated tokens accumulate into one row */
-        enum { N = 9, V = 11, C = 8 };
-        int tok[N] = {3, 0, 10, 3, 5, 3, 7, 0, 1};
-        float wte[V * C], out[N * C], dout[N * C], dwte[V * C] = {0};
-        randn(wte, V * C, 50, 1.0f); randn(dout, N * C, 51, 1.0f);
+        const int N = 9, V = prod ? Vm : 11, C = prod ? Cm : 8;
+        int tok[9] = {3, 0, 10, 3, 5, 3, 7, 0, 1};
+        if (prod)   /* the same pattern spread over the vocabulary, last row included */
+            for (int i = 0; i < N; i++) tok[i] = (int)((int64_t)tok[i] * (V - 1) / 10);
+        float *wte = ZF((size_t)V * C), *out = ZF(N * C), *dout = ZF(N * C), *dwte = ZF((size_t)V * C);
+        randn(wte, (size_t)V * C, 50, 1.0f); randn(dout, N * C, 51, 1.0f);
         encoder_forward(out, tok, wte, N, C);
         encoder_backward(dwte, dout, tok, N, C);
         put(&w, T_EXACT, "input", OPD_I32, tok, SHAPE(N), "encoder.tokens");
@@ -487,12 +531,14 @@ static int write_layers(const char *dir, json_t *entries) {
         put_f32(&w, T_EXACT, "input", dout, SHAPE(N, C), "encoder.dout");
         put_f32(&w, T_EXACT, "encoder_forward (a copy)", out, SHAPE(N, C), "encoder.out");
         put_f32(&w, T_ELEM, "encoder_backward (rows added in token order)", dwte, SHAPE(V, C), "encoder.dwte");
+        free(wte); free(out); free(dout); free(dwte);
     }
     { /* cross-entropy, token mean over the mask */
-        enum { B = 2, T = 5, V = 13 };
-        float logits[B * T * V], mask[B * T] = {1, 1, 1, 0, 1, 0, 0, 1, 1, 1}, dl[B * T * V];
-        int tgt[B * T];
-        randn(logits, B * T * V, 60, 2.0f);
+        const int B = 2, T = 5, V = prod ? Vm : 13;
+        float *logits = ZF((size_t)B * T * V), *dl = ZF((size_t)B * T * V);
+        float mask[10] = {1, 1, 1, 0, 1, 0, 0, 1, 1, 1};
+        int tgt[10];
+        randn(logits, (size_t)B * T * V, 60, 2.0f);
         for (int i = 0; i < B * T; i++) tgt[i] = (i * 5 + 2) % V;
         float loss = opd_cross_entropy(logits, tgt, mask, B, T, V, dl);
         put_f32(&w, T_EXACT, "input", logits, SHAPE(B, T, V), "cross_entropy.logits");
@@ -500,16 +546,18 @@ static int write_layers(const char *dir, json_t *entries) {
         put_f32(&w, T_EXACT, "input", mask, SHAPE(B, T), "cross_entropy.mask");
         put_f32(&w, T_SOFTMAX, "opd_cross_entropy", &loss, SHAPE(1), "cross_entropy.loss");
         put_f32(&w, T_SOFTMAX, "opd_cross_entropy", dl, SHAPE(B, T, V), "cross_entropy.dlogits");
+        free(logits); free(dl);
     }
     { /* log-softmax rows; one far from 0 needs the max shift */
-        enum { R = 4, V = 13 };
-        float x[R * V], out[R * V], lse[R];
-        randn(x, R * V, 70, 3.0f);
+        const int R = 4, V = prod ? Vm : 13;
+        float *x = ZF((size_t)R * V), *out = ZF((size_t)R * V), lse[4];
+        randn(x, (size_t)R * V, 70, 3.0f);
         for (int i = 0; i < V; i++) x[2 * V + i] += 100.0f, x[3 * V + i] -= 80.0f;
-        for (int r = 0; r < R; r++) lse[r] = opd_log_softmax(out + r * V, x + r * V, V);
+        for (int r = 0; r < R; r++) lse[r] = opd_log_softmax(out + (size_t)r * V, x + (size_t)r * V, V);
         put_f32(&w, T_EXACT, "input", x, SHAPE(R, V), "log_softmax.logits");
         put_f32(&w, T_SOFTMAX, "opd_log_softmax", out, SHAPE(R, V), "log_softmax.out");
         put_f32(&w, T_SOFTMAX, "opd_log_softmax (log-sum-exp)", lse, SHAPE(R), "log_softmax.lse");
+        free(x); free(out);
     }
     { /* Philox4x32-10 words, stored as I32 bit patterns of the uint32s */
         enum { R = 8 };
@@ -534,16 +582,17 @@ static int write_layers(const char *dir, json_t *entries) {
                 nrm, SHAPE(R), "philox.normal");
     }
     { /* the sampler: temperature / top-k / top-p / greedy on fixed logits */
-        enum { R = 5, V = 16, NC = 5 };
+        enum { R = 5, NC = 5 };
+        const int V = prod ? Vm : 16;
         const float cfgs[NC * 3] = {1, 0, 1,  0.7f, 5, 1,  1, 0, 0.8f,  0, 0, 1,  1.3f, 3, 0.9f};
-        float logits[R * V], lp[NC * R], scratch[2 * V];
+        float *logits = ZF((size_t)R * V), lp[NC * R], *scratch = ZF(2 * (size_t)V);
         int tok[NC * R];
-        randn(logits, R * V, 80, 2.0f);
+        randn(logits, (size_t)R * V, 80, 2.0f);
         for (int c = 0; c < NC; c++) {
             opd_sampler_config sc = {.temperature = cfgs[3 * c], .top_k = (int)cfgs[3 * c + 1],
                                      .top_p = cfgs[3 * c + 2]};
             for (int r = 0; r < R; r++)
-                tok[c * R + r] = opd_sample_token(logits + r * V, V, &sc, 77, (uint32_t)c, (uint32_t)r, 5,
+                tok[c * R + r] = opd_sample_token(logits + (size_t)r * V, V, &sc, 77, (uint32_t)c, (uint32_t)r, 5,
                                                   &lp[c * R + r], scratch);
         }
         put_f32(&w, T_EXACT, "input", logits, SHAPE(R, V), "sample.logits");
@@ -552,7 +601,9 @@ static int write_layers(const char *dir, json_t *entries) {
             SHAPE(NC, R), "sample.tokens");
         put_f32(&w, T_SOFTMAX, "opd_sample_token: log softmax(logits)[token] at temperature 1",
                 lp, SHAPE(NC, R), "sample.logprobs");
+        free(logits); free(scratch);
     }
+#undef ZF
 
     int rc = -1;
     if (!w.err) {
@@ -569,17 +620,19 @@ static int dump_json(void *user, void *fp) {
                       JSON_REAL_PRECISION(6)) == 0 ? 0 : -1;
 }
 
-int opd_golden_write(const char *dir) {
+int opd_golden_write(const char *dir) { return opd_golden_write_shape(dir, NULL, 0); }
+
+int opd_golden_write_shape(const char *dir, const opd_config *prod, int keep_backend) {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return opd_set_error("%s: not a directory", dir);
     /* the golden numbers are the reference's own gemm (the same bits on every
      * CPU, ISA path and thread count); OpenBLAS and oneDNN round otherwise */
     opd_matmul_backend saved = opd_matmul_get_backend();
-    opd_matmul_set_backend(OPD_MATMUL_OWN);
+    if (!keep_backend) opd_matmul_set_backend(OPD_MATMUL_OWN);
     json_t *root = json_object(), *classes = json_object(), *entries = json_array();
     json_object_set_new(root, "format", json_string("opd golden manifest v1"));
-    json_object_set_new(root, "generator", json_string("opd golden write DIR"));
+    json_object_set_new(root, "generator", json_string(prod ? "opd golden write --config CONFIG DIR" : "opd golden write DIR"));
     json_object_set_new(root, "rule", json_string(
         "element ok when d == 0 or d <= max_abs or d <= max_rel*|ref| or ulp <= max_ulp; "
         "tensor passes when every element is ok and sum d^2 / sum ref^2 <= nmse; all zero = bit-exact"));
@@ -593,8 +646,8 @@ int opd_golden_write(const char *dir) {
                                       "nmse", tol_classes[c].nmse, "why", tol_classes[c].why));
     json_object_set_new(root, "classes", classes);
     json_object_set(root, "tensors", entries);
-    int rc = write_step(dir, entries);
-    if (rc == 0) rc = write_layers(dir, entries);
+    int rc = write_step(dir, entries, prod);
+    if (rc == 0) rc = write_layers(dir, entries, prod);
     if (rc == 0) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, OPD_GOLDEN_MANIFEST);

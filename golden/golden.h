@@ -37,6 +37,13 @@ typedef struct {
  * into `dir` (which must exist). Uses the BLAS matmul backend whatever is
  * selected (restored afterwards). */
 int opd_golden_write(const char *dir);
+/* The same files at a production shape: prod's widths (d_model, heads, kv
+ * heads, head_dim, d_ff, vocab_size, rope_theta, rms_eps, n_layers) for the
+ * step's teacher and student and for every layer; prod NULL is
+ * opd_golden_write. keep_backend: run the matmuls on the backend selected
+ * (OPD_MATMUL) instead of the reference's own gemm, to compare that backend
+ * against the reference's files with opd_golden_check. */
+int opd_golden_write_shape(const char *dir, const opd_config *prod, int keep_backend);
 
 /* Compare two tensors. A dtype or shape mismatch returns -1 with a message
  * (the caller counts it as a failure); otherwise fills d and returns 0. */
