@@ -147,18 +147,18 @@ static void pack_b(float *Bp, int nr_full, int transB, const float *B, int ldb, 
  * rows and columns come from the zero padding and are dropped; the kept
  * elements see the same operations. */
 static void run_tile(const ukernel *u, int kc, const float *a, size_t rs, size_t cs,
-                     const float *Bp, float *C, int ldc, int ctrans, int M, int N, int i0, int j0,
-                     int acc) {
+                     const float *b, size_t bs, float *C, int ldc, int ctrans, int M, int N,
+                     int i0, int j0, int acc) {
     int mr = M - i0 < u->mr ? M - i0 : u->mr, nr = N - j0 < u->nr ? N - j0 : u->nr;
     if (mr == u->mr && nr == u->nr && !ctrans) {
-        u->run(kc, a, rs, cs, Bp, C + (size_t)i0 * ldc + j0, (size_t)ldc, acc);
+        u->run(kc, a, rs, cs, b, bs, C + (size_t)i0 * ldc + j0, (size_t)ldc, acc);
         return;
     }
     float tile[12 * 32] __attribute__((aligned(64)));
     if (acc)
         for (int r = 0; r < mr; r++)
             for (int c = 0; c < nr; c++) tile[r * u->nr + c] = *CAT(C, ldc, ctrans, i0 + r, j0 + c);
-    u->run(kc, a, rs, cs, Bp, tile, (size_t)u->nr, acc);
+    u->run(kc, a, rs, cs, b, bs, tile, (size_t)u->nr, acc);
     if (ctrans)   // C^T's rows are C's columns: write each of C's rows contiguously
         for (int c = 0; c < nr; c++)
             for (int r = 0; r < mr; r++) C[(size_t)(j0 + c) * ldc + i0 + r] = tile[r * u->nr + c];
@@ -172,12 +172,18 @@ static void gemm_block(const ukernel *u, int transA, int transB, int M, int N, i
                        float alpha, const float *A, int lda, const float *B, int ldb,
                        int first_acc, float *C, int ldc, int ctrans, float *Ap, float *Bp) {
     const int MR = u->mr, NR = u->nr;
+    // An untransposed B is read in place when K is long next to this
+    // block's rows (the weight gradients: M = out channels, K = B*T rows):
+    // a packed block would meet too few rows to repay streaming all of B
+    // twice. Strips cut by the edge of B are still packed (zero padding).
+    int b_inplace = !transB && (size_t)K >= 4 * (size_t)M;
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC, nstrips = (nc + NR - 1) / NR;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC, acc = pc > 0 || first_acc;
             for (int s = 0; s < nstrips; s++)
-                pack_b(Bp + (size_t)s * NR * kc, NR, transB, B, ldb, N, jc + s * NR, pc, kc);
+                if (!b_inplace || jc + (s + 1) * NR > N)
+                    pack_b(Bp + (size_t)s * NR * kc, NR, transB, B, ldb, N, jc + s * NR, pc, kc);
             for (int i0 = 0; i0 < M; i0 += MR) {
                 // A is read in place where it can be: untransposed, alpha 1 (no
                 // rounding to apply), a whole strip, and an lda that does not
@@ -191,9 +197,15 @@ static void gemm_block(const ukernel *u, int transA, int transB, int M, int N, i
                 } else {
                     pack_a(Ap, MR, transA, A, lda, M, i0, pc, kc, alpha, &rs, &cs);
                 }
-                for (int s = 0; s < nstrips; s++)
-                    run_tile(u, kc, a, rs, cs, Bp + (size_t)s * NR * kc, C, ldc, ctrans, M, N, i0,
-                             jc + s * NR, acc);
+                for (int s = 0; s < nstrips; s++) {
+                    int j0 = jc + s * NR;
+                    if (b_inplace && j0 + NR <= N)
+                        run_tile(u, kc, a, rs, cs, B + (size_t)pc * ldb + j0, (size_t)ldb, C, ldc, ctrans,
+                                 M, N, i0, j0, acc);
+                    else
+                        run_tile(u, kc, a, rs, cs, Bp + (size_t)s * NR * kc, (size_t)NR, C, ldc, ctrans,
+                                 M, N, i0, j0, acc);
+                }
             }
         }
     }

@@ -16,18 +16,18 @@
 #include <stddef.h>
 
 /* A gemm micro-kernel: the full MR x NR tile C (row stride ldc) of
- *   C[r][j] = fmaf(A[r * rs + k * cs], Bp[k][j], C[r][j])   for k = 0 .. kc-1 in order,
+ *   C[r][j] = fmaf(A[r * rs + k * cs], B[k * bs + j], C[r][j])   for k = 0 .. kc-1 in order,
  * starting from C's values when acc is 1 and from +0.0f when it is 0.
  * A is read in place (rs, cs: its row and k strides, either transpose) or
- * from a packed strip (rs 1, cs MR); Bp is packed k-major (kc, NR), 64-byte
- * aligned. */
-typedef void (*opd_ukernel_fn)(int kc, const float *A, size_t rs, size_t cs, const float *Bp,
-                               float *C, size_t ldc, int acc);
+ * from a packed strip; B is a packed strip (bs = NR) or NR contiguous
+ * columns of an untransposed B read in place (bs = ldb). */
+typedef void (*opd_ukernel_fn)(int kc, const float *A, size_t rs, size_t cs, const float *B,
+                               size_t bs, float *C, size_t ldc, int acc);
 
-void opd_ukernel_avx2_6x16(int kc, const float *A, size_t rs, size_t cs, const float *Bp,
-                           float *C, size_t ldc, int acc);
-void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, const float *Bp,
-                              float *C, size_t ldc, int acc);
+void opd_ukernel_avx2_6x16(int kc, const float *A, size_t rs, size_t cs, const float *B,
+                           size_t bs, float *C, size_t ldc, int acc);
+void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, const float *B,
+                              size_t bs, float *C, size_t ldc, int acc);
 
 /* y (n) += x (m) @ M (m, n): ref/vecmat.h's loop (the scalar definition) */
 void opd_vecmat_accumulate_scalar(float *y, const float *x, const float *M, size_t ld, int m, int n);

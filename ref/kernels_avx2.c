@@ -20,7 +20,7 @@
  * broadcasts of Ap per k: 16 ymm registers in all. */
 #define MR 6
 void opd_ukernel_avx2_6x16(int kc, const float *A, size_t rs, size_t cs, const float *Bp,
-                           float *C, size_t ldc, int acc) {
+                           size_t bs, float *C, size_t ldc, int acc) {
     __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
@@ -28,7 +28,7 @@ void opd_ukernel_avx2_6x16(int kc, const float *A, size_t rs, size_t cs, const f
         c1[r] = acc ? _mm256_loadu_ps(C + r * ldc + 8) : _mm256_setzero_ps();
     }
     for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(Bp + (size_t)k * 16), b1 = _mm256_load_ps(Bp + (size_t)k * 16 + 8);
+        __m256 b0 = _mm256_loadu_ps(Bp + (size_t)k * bs), b1 = _mm256_loadu_ps(Bp + (size_t)k * bs + 8);
         const float *a = A + (size_t)k * cs;
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {

@@ -19,7 +19,7 @@
  * Each C element gets its products in k order, one fmaf each. */
 #define MR 12
 void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, const float *Bp,
-                              float *C, size_t ldc, int acc) {
+                              size_t bs, float *C, size_t ldc, int acc) {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
@@ -27,7 +27,7 @@ void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, cons
         c1[r] = acc ? _mm512_loadu_ps(C + r * ldc + 16) : _mm512_setzero_ps();
     }
     for (int k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(Bp + (size_t)k * 32), b1 = _mm512_load_ps(Bp + (size_t)k * 32 + 16);
+        __m512 b0 = _mm512_loadu_ps(Bp + (size_t)k * bs), b1 = _mm512_loadu_ps(Bp + (size_t)k * bs + 16);
         const float *a = A + (size_t)k * cs;
 #pragma GCC unroll 12
         for (int r = 0; r < MR; r++) {
