@@ -56,6 +56,17 @@ int cmd_bench(int argc, char **argv);
 int cmd_golden(int argc, char **argv);
 /* eval/cmd_text.c: distill / eval on JSONL text prompts with a tokenizer.json;
  * cmd_distill and cmd_eval hand over when cli_has_prompts(argc, argv). */
+/* Shared by the two distill commands (cmd_train.c): a checkpoint's integer
+ * metadata in [lo, hi] / seconds (finite, >= 0), with the value in the
+ * error; and --resume of log.csv and eval.csv (rows up to the checkpoint
+ * kept, a log of other columns, behind its checkpoint or missing refused;
+ * both logs open on success, neither on failure). */
+#include "opd_data.h"
+int cli_meta_long(const char *path, const char *key, long lo, long hi, long *out);
+int cli_meta_seconds(const char *path, const char *key, double *out);
+int cli_resume_logs(opd_csv_log *slog, const char *slog_path, const char *const *shdr, int scols,
+                    opd_csv_log *elog, const char *elog_path, const char *const *ehdr, int ecols,
+                    long k0);
 int cli_has_prompts(int argc, char **argv);
 int cmd_distill_text(int argc, char **argv);
 int cmd_eval_text(int argc, char **argv);

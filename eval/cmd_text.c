@@ -97,33 +97,6 @@ static int text_eval(const prompt_source *es, const opd_model *m, const text_arg
     return opd_csv_log_flush(log);
 }
 
-static int meta_long(const char *path, const char *key, long *out) {
-    char *v = opd_checkpoint_meta(path, key);
-    if (!v) return opd_set_error("%s: no '%s' in the checkpoint's metadata (not a distill checkpoint?)", path, key);
-    char *end;
-    *out = strtol(v, &end, 10);
-    int bad = *end != '\0';
-    free(v);
-    return bad ? opd_set_error("%s: metadata '%s' is not an integer", path, key) : 0;
-}
-
-/* On --resume, the rows of an existing log up to step `upto`: read before the
- * log is opened (opening rewrites the file), appended after. */
-static int read_old(const char *path, opd_csv_table *t) {
-    memset(t, 0, sizeof *t);
-    if (access(path, F_OK) != 0) return 0;
-    return opd_csv_read(path, t);
-}
-
-static void append_old(opd_csv_log *log, opd_csv_table *t, long upto) {
-    for (int r = 1; r < t->nrows; r++) {
-        if (atol(t->cell[r * t->ncols]) > upto) continue;
-        for (int c = 0; c < t->ncols && c < log->ncols; c++) opd_csv_log_str(log, t->cell[r * t->ncols + c]);
-        opd_csv_log_end_row(log);
-    }
-    if (t->cell) opd_csv_table_free(t);
-}
-
 static int run_text_distill(text_args *a) {
     prompt_source src, es;
     memset(&src, 0, sizeof src);
@@ -150,11 +123,9 @@ static int run_text_distill(text_args *a) {
     if ((rc = opd_model_load_any(&teacher, a->teacher, NULL)) != 0) goto done;
     if (a->resume) {
         if ((rc = opd_model_load(&student, ckpt, &opt)) != 0) goto done;
-        if ((rc = meta_long(ckpt, "opd.train.step", &k0)) != 0) goto done;
-        if ((rc = meta_long(ckpt, "opd.train.tokens", &tokens)) != 0) goto done;
-        char *s = opd_checkpoint_meta(ckpt, "opd.train.seconds");
-        train_sec = s ? atof(s) : 0;
-        free(s);
+        if ((rc = cli_meta_long(ckpt, "opd.train.step", 0, (1L << 30) - 1, &k0)) != 0) goto done;
+        if ((rc = cli_meta_long(ckpt, "opd.train.tokens", 0, 1L << 60, &tokens)) != 0) goto done;
+        if ((rc = cli_meta_seconds(ckpt, "opd.train.seconds", &train_sec)) != 0) goto done;
         k0 += 1;
         printf("resuming %s at step %ld\n", ckpt, k0);
     } else {
@@ -169,20 +140,17 @@ static int run_text_distill(text_args *a) {
     a->dc.rollout.pad_id = src.pad_id;
     a->dc.rollout.seed = a->seed;
     if ((rc = opd_device_open(&dev, a->device, &student, &teacher, &opt)) != 0) goto done;
-    opd_csv_table old_s, old_e;
-    memset(&old_s, 0, sizeof old_s);
-    memset(&old_e, 0, sizeof old_e);
-    if (a->resume && ((rc = read_old(slog_path, &old_s)) != 0 || (rc = read_old(elog_path, &old_e)) != 0)) {
-        if (old_s.cell) opd_csv_table_free(&old_s);
-        goto done;
+    if (a->resume) {
+        if ((rc = cli_resume_logs(&slog, slog_path, step_hdr, STEP_COLS, &elog, elog_path, eval_hdr,
+                                  EVAL_COLS, k0)) != 0)
+            goto done;
+        have_slog = have_elog = 1;
+    } else {
+        if ((rc = opd_csv_log_open(&slog, slog_path, step_hdr, STEP_COLS)) != 0) goto done;
+        have_slog = 1;
+        if ((rc = opd_csv_log_open(&elog, elog_path, eval_hdr, EVAL_COLS)) != 0) goto done;
+        have_elog = 1;
     }
-    if ((rc = opd_csv_log_open(&slog, slog_path, step_hdr, STEP_COLS)) != 0) goto done;
-    have_slog = 1;
-    if ((rc = opd_csv_log_open(&elog, elog_path, eval_hdr, EVAL_COLS)) != 0) goto done;
-    have_elog = 1;
-    /* step rows of steps < k0; eval rows are labelled by steps done (<= k0) */
-    append_old(&slog, &old_s, k0 - 1);
-    append_old(&elog, &old_e, k0);
 
     printf("distill: %s, loss %s, T=%d new tokens, %d prompts x %d samples, %d steps, %d prompts in %s, EOS id %d\n",
            opd_schedule_name(a->dc.schedule.kind), opd_loss_name(a->dc.loss.kind), a->T, a->B,
@@ -222,7 +190,11 @@ static int run_text_distill(text_args *a) {
         int save = (a->save_every > 0 && (k + 1) % a->save_every == 0) || last || stop;
         int eval = a->evalp && ((a->eval_every > 0 && (k + 1) % a->eval_every == 0) || last);
         if ((save || eval) && (rc = opd_device_sync_to_host(dev, &student, &opt)) != 0) goto done;
+        /* as in cmd_train.c: evaluate, flush both logs, then rename the
+         * checkpoint into place, so a kill never leaves the logs behind it */
+        if (eval && (rc = text_eval(&es, &student, a, k + 1, train_sec, tokens, &elog)) != 0) goto done;
         if (save) {
+            if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
             char s_step[32], s_sec[32], s_tok[32], s_seed[32];
             snprintf(s_step, sizeof s_step, "%ld", k);
             snprintf(s_sec, sizeof s_sec, "%.17g", train_sec);
@@ -233,9 +205,7 @@ static int run_text_distill(text_args *a) {
             const char *vals[] = {s_step, s_sec, s_tok, s_seed, opd_schedule_name(a->dc.schedule.kind),
                                   opd_loss_name(a->dc.loss.kind), a->prompts};
             if ((rc = opd_model_save(&student, ckpt, &opt, keys, vals, 7)) != 0) goto done;
-            if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
         }
-        if (eval && (rc = text_eval(&es, &student, a, k + 1, train_sec, tokens, &elog)) != 0) goto done;
         if (stop) {
             printf("stopped after step %ld as asked (--stop-after); continue with --resume\n", k + 1);
             break;

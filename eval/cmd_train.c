@@ -350,6 +350,46 @@ static int append_old_rows(opd_csv_log *log, opd_csv_table *t, long upto, long n
     return rc;
 }
 
+/* --resume of a distill run's log.csv and eval.csv (both distill commands).
+ * The logs are flushed before each checkpoint is renamed into place, so
+ * after any kill they hold at least the checkpoint's rows, maybe more: keep
+ * rows up to the checkpoint (step rows of steps < k0; eval rows are labelled
+ * by steps done, <= k0) and write them back before anything else, so the
+ * files are never shorter than they were. On success both logs are open;
+ * on failure neither is, and the files are as they were. */
+int cli_resume_logs(opd_csv_log *slog, const char *slog_path, const char *const *shdr, int scols,
+                    opd_csv_log *elog, const char *elog_path, const char *const *ehdr, int ecols,
+                    long k0) {
+    opd_csv_table old_s, old_e;
+    memset(&old_s, 0, sizeof old_s);
+    memset(&old_e, 0, sizeof old_e);
+    if (read_old_log(slog_path, shdr, scols, &old_s) != 0) return -1;
+    if (read_old_log(elog_path, ehdr, ecols, &old_e) != 0) {
+        if (old_s.cell) opd_csv_table_free(&old_s);
+        return -1;
+    }
+    if (!old_s.cell || !old_e.cell) {
+        /* both are written from the first step on: one missing was removed */
+        opd_set_error("%s: missing: resuming at step %ld needs the log of the steps before it",
+                      old_s.cell ? elog_path : slog_path, k0);
+        if (old_s.cell) opd_csv_table_free(&old_s);
+        if (old_e.cell) opd_csv_table_free(&old_e);
+        return -1;
+    }
+    opd_csv_log_init(slog, slog_path, shdr, scols);
+    opd_csv_log_init(elog, elog_path, ehdr, ecols);
+    int rc = append_old_rows(slog, &old_s, k0 - 1, k0, slog_path);
+    if (rc == 0) rc = append_old_rows(elog, &old_e, k0, 0, elog_path);
+    else if (old_e.cell) opd_csv_table_free(&old_e);
+    if (rc == 0) rc = opd_csv_log_flush(slog);
+    if (rc == 0) rc = opd_csv_log_flush(elog);
+    if (rc != 0) {   /* leave the files as they were */
+        opd_csv_log_discard(slog);
+        opd_csv_log_discard(elog);
+    }
+    return rc;
+}
+
 static int distill_eval(const opd_model *m, const opd_tokenizer *tok, const opd_task *et, int en,
                         int T, uint64_t seed, long step, double train_sec, long tokens,
                         opd_csv_log *elog) {
@@ -380,7 +420,7 @@ static int save_student(const opd_model *m, const opd_adamw *opt, const char *pa
     return opd_model_save(m, path, opt, keys, vals, 6);
 }
 
-static int meta_long(const char *path, const char *key, long lo, long hi, long *out) {
+int cli_meta_long(const char *path, const char *key, long lo, long hi, long *out) {
     char *v = opd_checkpoint_meta(path, key);
     if (!v) return opd_set_error("%s: no '%s' in the checkpoint's metadata (not a distill checkpoint?)", path, key);
     int bad = parse_step(v, lo, hi, out) != 0;
@@ -389,7 +429,7 @@ static int meta_long(const char *path, const char *key, long lo, long hi, long *
     return bad ? -1 : 0;
 }
 
-static int meta_seconds(const char *path, const char *key, double *out) {
+int cli_meta_seconds(const char *path, const char *key, double *out) {
     char *v = opd_checkpoint_meta(path, key);
     if (!v) return opd_set_error("%s: no '%s' in the checkpoint's metadata (not a distill checkpoint?)", path, key);
     char *end;
@@ -437,9 +477,9 @@ static int run_distill(distill_args *a) {
          * its optimizer moments and the step number are all there is */
         if ((rc = opd_model_load(&student, ckpt, &opt)) != 0) goto done;
         /* the step is the last one done, < --steps' bound of 2^30 */
-        if ((rc = meta_long(ckpt, "opd.train.step", 0, (1L << 30) - 1, &k0)) != 0) goto done;
-        if ((rc = meta_long(ckpt, "opd.train.tokens", 0, 1L << 60, &tokens)) != 0) goto done;
-        if ((rc = meta_seconds(ckpt, "opd.train.seconds", &train_sec)) != 0) goto done;
+        if ((rc = cli_meta_long(ckpt, "opd.train.step", 0, (1L << 30) - 1, &k0)) != 0) goto done;
+        if ((rc = cli_meta_long(ckpt, "opd.train.tokens", 0, 1L << 60, &tokens)) != 0) goto done;
+        if ((rc = cli_meta_seconds(ckpt, "opd.train.seconds", &train_sec)) != 0) goto done;
         k0 += 1;
         printf("resuming %s at step %ld\n", ckpt, k0);
     } else {
@@ -458,44 +498,11 @@ static int run_distill(distill_args *a) {
     a->dc.rollout.seed = a->seed;
     if ((rc = opd_device_open(&dev, a->device, &student, &teacher, &opt)) != 0) goto done;
 
-    opd_csv_table old_slog, old_elog;
-    memset(&old_slog, 0, sizeof old_slog);
-    memset(&old_elog, 0, sizeof old_elog);
     if (a->resume) {
-        /* The logs are flushed before each checkpoint is renamed into place,
-         * so after any kill they hold at least the checkpoint's rows, maybe
-         * more: keep rows up to the checkpoint (step rows of steps < k0; eval
-         * rows are labelled by steps done, <= k0) and write them back before
-         * anything else, so the files are never shorter than they were. */
-        if ((rc = read_old_log(slog_path, step_log_header, STEP_LOG_COLS, &old_slog)) != 0) goto done;
-        if ((rc = read_old_log(elog_path, eval_log_header, EVAL_LOG_COLS, &old_elog)) != 0) {
-            if (old_slog.cell) opd_csv_table_free(&old_slog);
+        if ((rc = cli_resume_logs(&slog, slog_path, step_log_header, STEP_LOG_COLS, &elog, elog_path,
+                                  eval_log_header, EVAL_LOG_COLS, k0)) != 0)
             goto done;
-        }
-        if (!old_slog.cell || !old_elog.cell) {
-            /* both are written from the first step on: one missing was removed */
-            rc = opd_set_error("%s: missing: resuming at step %ld needs the log of the steps before it",
-                               old_slog.cell ? elog_path : slog_path, k0);
-            if (old_slog.cell) opd_csv_table_free(&old_slog);
-            if (old_elog.cell) opd_csv_table_free(&old_elog);
-            goto done;
-        }
-        opd_csv_log_init(&slog, slog_path, step_log_header, STEP_LOG_COLS);
-        have_slog = 1;
-        opd_csv_log_init(&elog, elog_path, eval_log_header, EVAL_LOG_COLS);
-        have_elog = 1;
-        rc = append_old_rows(&slog, &old_slog, k0 - 1, k0, slog_path);
-        if (rc == 0) rc = append_old_rows(&elog, &old_elog, k0, 0, elog_path);
-        else if (old_elog.cell) opd_csv_table_free(&old_elog);
-        if (rc == 0) rc = opd_csv_log_flush(&slog);
-        if (rc == 0) rc = opd_csv_log_flush(&elog);
-        if (rc != 0) {
-            /* leave the files as they were */
-            opd_csv_log_discard(&slog);
-            opd_csv_log_discard(&elog);
-            have_slog = have_elog = 0;
-            goto done;
-        }
+        have_slog = have_elog = 1;
     } else {
         if ((rc = opd_csv_log_open(&slog, slog_path, step_log_header, STEP_LOG_COLS)) != 0) goto done;
         have_slog = 1;
