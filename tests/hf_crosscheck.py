@@ -13,7 +13,8 @@ tests/pyenv.sh: transformers 4.44.2 over Debian's torch).
      loss     abs err / max(1, loss)             <= 1e-5
      grads    max abs err / max |grad|, each     <= 1e-4
      greedy   identical tokens
-2. opd init + opd export (f32 and bf16) -> from_pretrained: logits as above;
+2. opd init + 3 opd sft steps + opd export (f32 and bf16) -> from_pretrained:
+   logits as above;
    the bf16 weights equal torch's own fp32 -> bf16 rounding, bit for bit.
 3. Bad directories: `opd info` exits non-zero with one line naming the file
    and the key or tensor.
@@ -151,13 +152,20 @@ def main():
         dirs[(kind, dt, tied, shard is not None)] = d
         compare(label, d, d, tokens_for(i))
 
-    # --- 2. opd writes, transformers reads
+    # --- 2. opd writes, transformers reads: a student opd has trained (a
+    # random init, then 3 SFT steps on the built-in task, whose vocab is 64)
+    data = os.path.join(WORK, "task")
+    subprocess.run([OPD, "data", "--out", data, "--min-steps", "2", "--max-steps", "3", "--train", "64",
+                    "--valid", "8", "--test", "8"], check=True, capture_output=True)
     for qkv, tied in ((1, 0), (0, 1)):
-        ck = os.path.join(WORK, f"init{qkv}{tied}.safetensors")
-        subprocess.run([OPD, "init", "--vocab", "61", "--d-model", "32", "--layers", "2", "--heads", "4",
-                        "--kv-heads", "2", "--ffn", "40", "--max-seq", "32", "--qkv-bias", str(qkv),
-                        "--tie-embeddings", str(tied), "--rope-theta", "500000", "--seed", "5", ck],
+        ck0 = os.path.join(WORK, f"init{qkv}{tied}.safetensors")
+        ck = os.path.join(WORK, f"sft{qkv}{tied}.safetensors")
+        subprocess.run([OPD, "init", "--vocab", "64", "--d-model", "32", "--layers", "2", "--heads", "4",
+                        "--kv-heads", "2", "--ffn", "40", "--max-seq", "64", "--qkv-bias", str(qkv),
+                        "--tie-embeddings", str(tied), "--rope-theta", "500000", "--seed", "5", ck0],
                        check=True, capture_output=True)
+        subprocess.run([OPD, "sft", "--data", os.path.join(data, "train.csv"), "--init", ck0, "--out", ck,
+                        "--steps", "3", "--batch", "8", "--seed", "6"], check=True, capture_output=True)
         # (opd's init gives small logits; the tolerances are relative to their scale)
         d32, d16 = os.path.join(WORK, f"exp{qkv}{tied}"), os.path.join(WORK, f"exp{qkv}{tied}_bf16")
         tokf = os.path.join(WORK, "tokenizer.json")
