@@ -345,7 +345,7 @@ int cmd_distill_text(int argc, char **argv) {
     }
     opd_schedule *s = &a.dc.schedule, d;
     opd_schedule_default(&d, s->kind, a.T);
-    s->T = a.T;
+    s->max_new_tokens = a.T;
     s->rho = rho;
     s->growth = growth;
     s->total_steps = a.steps;

@@ -469,7 +469,7 @@ static int run_distill(distill_args *a) {
         if (a->eval_n < en) en = a->eval_n;
     }
     if (a->T <= 0) a->T = harness_full_horizon(tasks, n);
-    a->dc.schedule.T = a->T;
+    a->dc.schedule.max_new_tokens = a->T;
     if ((rc = opd_schedule_validate(&a->dc.schedule)) != 0) goto done;
     if ((rc = opd_model_load_any(&teacher, a->teacher, NULL)) != 0) goto done;
     if (a->resume) {
@@ -739,7 +739,7 @@ int cmd_distill(int argc, char **argv) {
         if (h0 < 0) s->H0 = d.H0;
         if (dh < 0) s->dH = d.dH;
         if (dk < 0) s->dk = d.dk;
-        s->T = a.T;
+        s->max_new_tokens = a.T;
     }
     return run_distill(&a) == 0 ? 0 : cli_fail(C);
 }

@@ -142,17 +142,17 @@ static void put_params(golden_writer *w, tol_class cls, const char *fn,
 }
 
 /* Every activation of the last forward of m (opd_acts), per layer. The
- * (L, B, T, X) buffers are packed with the forward's own (B, T). */
+ * (L, B, S, X) buffers are packed with the forward's own (B, S). */
 static void put_acts(golden_writer *w, const char *who, const opd_model *m) {
     const opd_config *c = &m->cfg;
     const opd_acts *a = &m->acts;
-    int64_t B = m->B, T = m->T, N = B * T;
+    int64_t B = m->B, S = m->S, N = B * S;
     int64_t C = c->d_model, V = c->vocab_size, F = c->d_ff, NH = c->n_heads;
     int64_t hd = C / NH, qd = NH * hd, kvd = c->n_kv_heads * hd;
     const char *fn = "opd_model_forward";
     char name[160];
     snprintf(name, sizeof name, "%s.encoded", who);
-    put_f32(w, T_EXACT, "encoder_forward", a->encoded, SHAPE(B, T, C), name);
+    put_f32(w, T_EXACT, "encoder_forward", a->encoded, SHAPE(B, S, C), name);
     for (int l = 0; l < c->n_layers; l++) {
         const struct { const char *n; const float *base; int64_t width; const char *f; } rows[] = {
             {"ln1", a->ln1, C, "rmsnorm_forward"},
@@ -174,20 +174,20 @@ static void put_acts(golden_writer *w, const char *who, const opd_model *m) {
             snprintf(f, sizeof f, "%s: %s", fn, rows[i].f);
             snprintf(name, sizeof name, "%s.layers.%d.%s", who, l, rows[i].n);
             const float *x = rows[i].base + (size_t)l * N * rows[i].width;
-            if (rows[i].width == 1) put_f32(w, T_MODEL, f, x, SHAPE(B, T), name);
-            else put_f32(w, T_MODEL, f, x, SHAPE(B, T, rows[i].width), name);
+            if (rows[i].width == 1) put_f32(w, T_MODEL, f, x, SHAPE(B, S), name);
+            else put_f32(w, T_MODEL, f, x, SHAPE(B, S, rows[i].width), name);
         }
         snprintf(name, sizeof name, "%s.layers.%d.att", who, l);
         put_f32(w, T_MODEL, "opd_model_forward: attention_forward (softmax probabilities)",
-                a->att + (size_t)l * B * NH * T * T, SHAPE(B, NH, T, T), name);
+                a->att + (size_t)l * B * NH * S * S, SHAPE(B, NH, S, S), name);
     }
     snprintf(name, sizeof name, "%s.lnf", who);
-    put_f32(w, T_MODEL, "opd_model_forward: rmsnorm_forward", a->lnf, SHAPE(B, T, C), name);
+    put_f32(w, T_MODEL, "opd_model_forward: rmsnorm_forward", a->lnf, SHAPE(B, S, C), name);
     snprintf(name, sizeof name, "%s.lnf_rstd", who);
-    put_f32(w, T_MODEL, "opd_model_forward: rmsnorm_forward", a->lnf_rstd, SHAPE(B, T), name);
+    put_f32(w, T_MODEL, "opd_model_forward: rmsnorm_forward", a->lnf_rstd, SHAPE(B, S), name);
     snprintf(name, sizeof name, "%s.logits", who);
-    put_f32(w, T_MODEL, "opd_model_forward: matmul_forward (lm_head)", a->logits, SHAPE(B, T, V), name);
-    put(w, T_EXACT, "opd_model_forward (RoPE positions)", OPD_I32, a->pos, SHAPE(B, T), "%s.pos", who);
+    put_f32(w, T_MODEL, "opd_model_forward: matmul_forward (lm_head)", a->logits, SHAPE(B, S, V), name);
+    put(w, T_EXACT, "opd_model_forward (RoPE positions)", OPD_I32, a->pos, SHAPE(B, S), "%s.pos", who);
 }
 
 /* Larger weights than the training init (std 0.02 gives near-uniform

@@ -14,7 +14,7 @@
  *     out (N, OC) = inp (N, C) @ W (OC, C)^T
  * transposed is out_cm (OC x N) = W (OC x C) * inp^T (C x N)
  *                               = op_T(W_cm (C x OC)) * inp_cm (C x N),
- * i.e. sgemm(T, N, m=OC, n=N, k=C, W, lda=C, inp, ldb=C, out, ldc=OC). */
+ * i.e. sgemm(S, N, m=OC, n=N, k=C, W, lda=C, inp, ldb=C, out, ldc=OC). */
 
 __global__ void add_bias_kernel(float *out, const float *bias, int N, int OC) {
     // out is (N, OC), bias is (OC)
@@ -207,10 +207,10 @@ extern "C" int opd_cuda_rmsnorm_backward(opd_cuda *cu, float *dinp, float *dweig
 }
 
 /* -------------------------------------------------------------------- rope */
-__global__ void rope_positions_kernel(int *pos, const int *pad, int B, int T) {
+__global__ void rope_positions_kernel(int *pos, const int *pad, int B, int S) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= B * T) return;
-    int b = i / T, t = i % T;
+    if (i >= B * S) return;
+    int b = i / S, t = i % S;
     int p = pad ? pad[b] : 0;
     pos[i] = t >= p ? t - p : 0;
 }
@@ -235,8 +235,8 @@ __global__ void rope_kernel(float *x, const int *pos, int N, int nh, int hd,
     xh[i + half] = x2 * c + x1 * s;
 }
 
-extern "C" int opd_cuda_rope_positions(opd_cuda *cu, int *pos, const int *pad, int B, int T) {
-    rope_positions_kernel<<<ceil_div((size_t)B * T, 256), 256, 0, cu->stream>>>(pos, pad, B, T);
+extern "C" int opd_cuda_rope_positions(opd_cuda *cu, int *pos, const int *pad, int B, int S) {
+    rope_positions_kernel<<<ceil_div((size_t)B * S, 256), 256, 0, cu->stream>>>(pos, pad, B, S);
     KERNEL_CHECK();
     return 0;
 }
@@ -264,24 +264,24 @@ extern "C" int opd_cuda_rope_backward(opd_cuda *cu, float *dx, const int *pos, i
  * sum of values. Query head h reads kv head h / (NH / NKV). */
 __global__ void attention_forward_kernel(float *out, float *att, const float *q,
                                          const float *k, const float *v,
-                                         const int *pad, int B, int T, int NH,
+                                         const int *pad, int B, int S, int NH,
                                          int NKV, int hd) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) return;
-    int t = idx % T;
-    int h = (idx / T) % NH;
-    int b = idx / ((size_t)T * NH);
+    if (idx >= (size_t)B * NH * S) return;
+    int t = idx % S;
+    int h = (idx / S) % NH;
+    int b = idx / ((size_t)S * NH);
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hd);
     int p = pad ? pad[b] : 0;
-    const float *qt = q + ((size_t)b * T + t) * qd + h * hd;
-    const float *kb = k + (size_t)b * T * kvd + (h / group) * hd;
-    const float *vb = v + (size_t)b * T * kvd + (h / group) * hd;
-    float *a = att + (((size_t)b * NH + h) * T + t) * T;
-    float *o = out + ((size_t)b * T + t) * qd + h * hd;
+    const float *qt = q + ((size_t)b * S + t) * qd + h * hd;
+    const float *kb = k + (size_t)b * S * kvd + (h / group) * hd;
+    const float *vb = v + (size_t)b * S * kvd + (h / group) * hd;
+    float *a = att + (((size_t)b * NH + h) * S + t) * S;
+    float *o = out + ((size_t)b * S + t) * qd + h * hd;
     // a real query sees keys [pad, t]; a pad query (t < pad) sees only itself
     int j0 = t < p ? t : p;
-    for (int j = 0; j < T; j++) a[j] = 0.0f;
+    for (int j = 0; j < S; j++) a[j] = 0.0f;
     float maxv = -INFINITY;
     for (int j = j0; j <= t; j++) {
         const float *kj = kb + (size_t)j * kvd;
@@ -302,71 +302,71 @@ __global__ void attention_forward_kernel(float *out, float *att, const float *q,
 
 /* Backward in three kernels so that every output has exactly one writer:
  *  1. per query row (b, h, t): dP_tj = dout_t . v_j, then through the
- *     softmax dS_tj = P_tj (dP_tj - sum_k P_tk dP_tk) (0 for j > t);
- *  2. per (b, t, h, i): dq += scale sum_j dS_tj k_j[i];
- *  3. per (b, j, kv head, i): dk += scale sum_{h in group, t >= j} dS_tj q_t[i],
+ *     softmax dZ_tj = P_tj (dP_tj - sum_k P_tk dP_tk) (0 for j > t);
+ *  2. per (b, t, h, i): dq += scale sum_j dZ_tj k_j[i];
+ *  3. per (b, j, kv head, i): dk += scale sum_{h in group, t >= j} dZ_tj q_t[i],
  *     dv += sum_{h in group, t >= j} P_tj dout_t[i].
- * Masked entries have P = 0 hence dS = 0, so the mask needs no case. */
+ * Masked entries have P = 0 hence dZ = 0, so the mask needs no case. */
 __global__ void attention_backward_dS_kernel(float *datt, const float *dout,
                                              const float *v, const float *att,
-                                             int B, int T, int NH, int NKV, int hd) {
+                                             int B, int S, int NH, int NKV, int hd) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * NH * T) return;
-    int t = idx % T;
-    int h = (idx / T) % NH;
-    int b = idx / ((size_t)T * NH);
+    if (idx >= (size_t)B * NH * S) return;
+    int t = idx % S;
+    int h = (idx / S) % NH;
+    int b = idx / ((size_t)S * NH);
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
-    const float *dot = dout + ((size_t)b * T + t) * qd + h * hd;
-    const float *vb = v + (size_t)b * T * kvd + (h / group) * hd;
-    const float *P = att + (((size_t)b * NH + h) * T + t) * T;
-    float *dS = datt + (((size_t)b * NH + h) * T + t) * T;
+    const float *dot = dout + ((size_t)b * S + t) * qd + h * hd;
+    const float *vb = v + (size_t)b * S * kvd + (h / group) * hd;
+    const float *P = att + (((size_t)b * NH + h) * S + t) * S;
+    float *dZ = datt + (((size_t)b * NH + h) * S + t) * S;
     for (int j = 0; j <= t; j++) {
         const float *vj = vb + (size_t)j * kvd;
         float s = 0.0f;
         for (int i = 0; i < hd; i++) s += dot[i] * vj[i];
-        dS[j] = s;   // dP for now
+        dZ[j] = s;   // dP for now
     }
     float pdp = 0.0f;
-    for (int j = 0; j <= t; j++) pdp += P[j] * dS[j];
-    for (int j = 0; j <= t; j++) dS[j] = P[j] * (dS[j] - pdp);
-    for (int j = t + 1; j < T; j++) dS[j] = 0.0f;
+    for (int j = 0; j <= t; j++) pdp += P[j] * dZ[j];
+    for (int j = 0; j <= t; j++) dZ[j] = P[j] * (dZ[j] - pdp);
+    for (int j = t + 1; j < S; j++) dZ[j] = 0.0f;
 }
 
 __global__ void attention_backward_dq_kernel(float *dq, const float *datt,
-                                             const float *k, int B, int T, int NH,
+                                             const float *k, int B, int S, int NH,
                                              int NKV, int hd) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * T * NH * hd) return;
+    if (idx >= (size_t)B * S * NH * hd) return;
     int i = idx % hd;
     int h = (idx / hd) % NH;
-    int t = (idx / ((size_t)hd * NH)) % T;
-    int b = idx / ((size_t)hd * NH * T);
+    int t = (idx / ((size_t)hd * NH)) % S;
+    int b = idx / ((size_t)hd * NH * S);
     int kvd = NKV * hd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hd);
-    const float *dS = datt + (((size_t)b * NH + h) * T + t) * T;
-    const float *kb = k + (size_t)b * T * kvd + (h / group) * hd + i;
+    const float *dZ = datt + (((size_t)b * NH + h) * S + t) * S;
+    const float *kb = k + (size_t)b * S * kvd + (h / group) * hd + i;
     float s = 0.0f;
-    for (int j = 0; j <= t; j++) s += dS[j] * kb[(size_t)j * kvd];
+    for (int j = 0; j <= t; j++) s += dZ[j] * kb[(size_t)j * kvd];
     dq[idx] += scale * s;   // idx is the (b, t, h, i) offset of dq
 }
 
 __global__ void attention_backward_dkv_kernel(float *dk, float *dv, const float *datt,
                                               const float *att, const float *q,
-                                              const float *dout, int B, int T, int NH,
+                                              const float *dout, int B, int S, int NH,
                                               int NKV, int hd) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * T * NKV * hd) return;
+    if (idx >= (size_t)B * S * NKV * hd) return;
     int i = idx % hd;
     int kh = (idx / hd) % NKV;
-    int j = (idx / ((size_t)hd * NKV)) % T;
-    int b = idx / ((size_t)hd * NKV * T);
+    int j = (idx / ((size_t)hd * NKV)) % S;
+    int b = idx / ((size_t)hd * NKV * S);
     int qd = NH * hd, group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hd);
     float sk = 0.0f, sv = 0.0f;
     for (int h = kh * group; h < (kh + 1) * group; h++) {
-        for (int t = j; t < T; t++) {
-            size_t row = (((size_t)b * NH + h) * T + t) * T;
-            size_t qo = ((size_t)b * T + t) * qd + h * hd + i;
+        for (int t = j; t < S; t++) {
+            size_t row = (((size_t)b * NH + h) * S + t) * S;
+            size_t qo = ((size_t)b * S + t) * qd + h * hd + i;
             sk += datt[row + j] * q[qo];
             sv += att[row + j] * dout[qo];
         }
@@ -377,13 +377,13 @@ __global__ void attention_backward_dkv_kernel(float *dk, float *dv, const float 
 
 extern "C" int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att,
                                           const float *q, const float *k, const float *v,
-                                          const int *pad, int B, int T, int NH, int NKV,
+                                          const int *pad, int B, int S, int NH, int NKV,
                                           int hd) {
     if (NKV <= 0 || NH % NKV != 0)
         return opd_set_error("opd_cuda_attention_forward: NH = %d is not a multiple of NKV = %d", NH, NKV);
-    size_t rows = (size_t)B * NH * T;
+    size_t rows = (size_t)B * NH * S;
     attention_forward_kernel<<<ceil_div(rows, 128), 128, 0, cu->stream>>>(
-        out, att, q, k, v, pad, B, T, NH, NKV, hd);
+        out, att, q, k, v, pad, B, S, NH, NKV, hd);
     KERNEL_CHECK();
     return 0;
 }
@@ -391,22 +391,22 @@ extern "C" int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att,
 extern "C" int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv,
                                            float *datt, const float *dout, const float *q,
                                            const float *k, const float *v, const float *att,
-                                           const int *pad, int B, int T, int NH, int NKV,
+                                           const int *pad, int B, int S, int NH, int NKV,
                                            int hd) {
     (void)pad;   // the mask is already in att (P = 0 where masked)
     if (NKV <= 0 || NH % NKV != 0)
         return opd_set_error("opd_cuda_attention_backward: NH = %d is not a multiple of NKV = %d", NH, NKV);
-    size_t rows = (size_t)B * NH * T;
+    size_t rows = (size_t)B * NH * S;
     attention_backward_dS_kernel<<<ceil_div(rows, 128), 128, 0, cu->stream>>>(
-        datt, dout, v, att, B, T, NH, NKV, hd);
+        datt, dout, v, att, B, S, NH, NKV, hd);
     KERNEL_CHECK();
-    size_t nq = (size_t)B * T * NH * hd;
+    size_t nq = (size_t)B * S * NH * hd;
     attention_backward_dq_kernel<<<ceil_div(nq, 256), 256, 0, cu->stream>>>(
-        dq, datt, k, B, T, NH, NKV, hd);
+        dq, datt, k, B, S, NH, NKV, hd);
     KERNEL_CHECK();
-    size_t nkv = (size_t)B * T * NKV * hd;
+    size_t nkv = (size_t)B * S * NKV * hd;
     attention_backward_dkv_kernel<<<ceil_div(nkv, 256), 256, 0, cu->stream>>>(
-        dk, dv, datt, att, q, dout, B, T, NH, NKV, hd);
+        dk, dv, datt, att, q, dout, B, S, NH, NKV, hd);
     KERNEL_CHECK();
     return 0;
 }

@@ -69,10 +69,10 @@ __global__ void cross_entropy_kernel(double *row_loss, float *dlogits, const flo
 }
 
 extern "C" int opd_cuda_cross_entropy(opd_cuda *cu, float *loss, const float *logits,
-                                      const int *targets, const float *mask, int B, int T,
+                                      const int *targets, const float *mask, int B, int S,
                                       int V, float *dlogits) {
     *loss = NAN;
-    int N = B * T;
+    int N = B * S;
     if (N <= 0) { *loss = 0.0f; return 0; }
     // the count of masked tokens, summed on the host in the CPU's order
     float *hmask = NULL;

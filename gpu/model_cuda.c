@@ -76,7 +76,7 @@ static void free_acts(opd_cuda_model *m) {
     for (size_t i = 0; i < sizeof gbufs / sizeof gbufs[0]; i++) opd_cuda_free(gbufs[i]);
     memset(a, 0, sizeof *a);
     memset(g, 0, sizeof *g);
-    m->acts_B = m->acts_T = m->acts_L = 0;
+    m->acts_B = m->acts_S = m->acts_L = 0;
 }
 
 void opd_cuda_model_free(opd_cuda_model *m) {
@@ -88,15 +88,15 @@ void opd_cuda_model_free(opd_cuda_model *m) {
 
 /* ---------------------------------------------------- forward / backward */
 /* ensure_acts of ref/model.c: the same sizes, on the device. */
-static int alloc_acts(opd_cuda *cu, opd_cuda_model *m, int Bc, int Tc, int Lc) {
+static int alloc_acts(opd_cuda *cu, opd_cuda_model *m, int Bc, int Sc, int Lc) {
     const opd_config *c = &m->cfg;
     size_t L = Lc, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     size_t hd = C / c->n_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    size_t BT = (size_t)Bc * Tc, att = (size_t)Bc * c->n_heads * Tc * Tc;
+    size_t BT = (size_t)Bc * Sc, att = (size_t)Bc * c->n_heads * Sc * Sc;
     opd_acts *a = &m->acts;
     opd_grad_scratch *g = &m->gs;
     a->B = Bc;
-    a->T = Tc;
+    a->S = Sc;
     TRY(dev_alloc(cu, &a->encoded, BT * C, sizeof(float)));
     TRY(dev_alloc(cu, &a->ln1, L * BT * C, sizeof(float)));
     TRY(dev_alloc(cu, &a->ln1_rstd, L * BT, sizeof(float)));
@@ -132,19 +132,19 @@ static int alloc_acts(opd_cuda *cu, opd_cuda_model *m, int Bc, int Tc, int Lc) {
     return 0;
 }
 
-/* Capacity only grows, as on the CPU: a smaller (B, T) reuses the buffers,
- * packed with its own (B, T). */
-static int ensure_acts(opd_cuda *cu, opd_cuda_model *m, int B, int T, int layers) {
-    if (B <= m->acts_B && T <= m->acts_T && layers <= m->acts_L) return 0;
-    int Bc = B > m->acts_B ? B : m->acts_B, Tc = T > m->acts_T ? T : m->acts_T;
+/* Capacity only grows, as on the CPU: a smaller (B, S) reuses the buffers,
+ * packed with its own (B, S). */
+static int ensure_acts(opd_cuda *cu, opd_cuda_model *m, int B, int S, int layers) {
+    if (B <= m->acts_B && S <= m->acts_S && layers <= m->acts_L) return 0;
+    int Bc = B > m->acts_B ? B : m->acts_B, Sc = S > m->acts_S ? S : m->acts_S;
     int Lc = layers > m->acts_L ? layers : m->acts_L;
     free_acts(m);
-    if (alloc_acts(cu, m, Bc, Tc, Lc) != 0) {
+    if (alloc_acts(cu, m, Bc, Sc, Lc) != 0) {
         free_acts(m);   /* nothing half-allocated stays behind */
         return -1;
     }
     m->acts_B = Bc;
-    m->acts_T = Tc;
+    m->acts_S = Sc;
     m->acts_L = Lc;
     return 0;
 }
@@ -152,18 +152,18 @@ static int ensure_acts(opd_cuda *cu, opd_cuda_model *m, int B, int T, int layers
 /* model_forward of ref/model.c, call for call. all_layers = 0 (inference):
  * every layer writes one layer's activation slots (see ref/model.c). */
 static int model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens, const int *pad,
-                         int B, int T, int all_layers) {
+                         int B, int S, int all_layers) {
     const opd_config *c = &m->cfg;
-    if (B < 1 || T < 1 || T > c->max_seq_len)
-        return opd_set_error("opd_cuda_model_forward: B=%d T=%d: need B >= 1 and 1 <= T <= max_seq_len (%d)",
-                             B, T, c->max_seq_len);
-    TRY(ensure_acts(cu, m, B, T, all_layers ? c->n_layers : 1));
+    if (B < 1 || S < 1 || S > c->max_seq_len)
+        return opd_set_error("opd_cuda_model_forward: B=%d S=%d: need B >= 1 and 1 <= S <= max_seq_len (%d)",
+                             B, S, c->max_seq_len);
+    TRY(ensure_acts(cu, m, B, S, all_layers ? c->n_layers : 1));
     m->B = B;
-    m->T = T;
+    m->S = S;
     m->acts_one_layer = !all_layers;
     int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     int NH = c->n_heads, NKV = c->n_kv_heads, hd = C / NH, qd = NH * hd, kvd = NKV * hd;
-    int N = B * T;
+    int N = B * S;
     opd_params *p = &m->params;
     opd_acts *a = &m->acts;
 
@@ -171,7 +171,7 @@ static int model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens, con
     if (pad) TRY(opd_cuda_copy(cu, a->pad, pad, (size_t)B * sizeof(int)));
     else TRY(opd_cuda_zero(cu, a->pad, (size_t)B * sizeof(int)));
     // RoPE position: the first real token is position 0; pads get 0
-    TRY(opd_cuda_rope_positions(cu, a->pos, a->pad, B, T));
+    TRY(opd_cuda_rope_positions(cu, a->pos, a->pad, B, S));
     TRY(opd_cuda_encoder_forward(cu, a->encoded, a->tokens, p->wte, N, C));
     for (int l = 0; l < L; l++) {
         size_t la = all_layers ? l : 0, prev = all_layers ? l - 1 : 0;   // activation slots
@@ -179,7 +179,7 @@ static int model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens, con
         float *ln1 = a->ln1 + la * N * C, *ln1_rstd = a->ln1_rstd + la * N;
         float *q = a->q + la * N * qd, *k = a->k + la * N * kvd;
         float *v = a->v + la * N * kvd;
-        float *att = a->att + la * B * NH * T * T;
+        float *att = a->att + la * B * NH * S * S;
         float *atty = a->atty + la * N * qd;
         float *res_mid = a->res_mid + la * N * C;
         float *ln2 = a->ln2 + la * N * C, *ln2_rstd = a->ln2_rstd + la * N;
@@ -197,7 +197,7 @@ static int model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens, con
                                     p->bv ? p->bv + (size_t)l * kvd : NULL, N, C, kvd));
         TRY(opd_cuda_rope_forward(cu, q, a->pos, N, NH, hd, c->rope_theta));
         TRY(opd_cuda_rope_forward(cu, k, a->pos, N, NKV, hd, c->rope_theta));
-        TRY(opd_cuda_attention_forward(cu, atty, att, q, k, v, a->pad, B, T, NH, NKV, hd));
+        TRY(opd_cuda_attention_forward(cu, atty, att, q, k, v, a->pad, B, S, NH, NKV, hd));
         TRY(opd_cuda_matmul_forward(cu, res_mid, atty, p->wo + (size_t)l * C * qd, NULL, N, qd, C));
         TRY(opd_cuda_add_inplace(cu, res_mid, x, (size_t)N * C));
         // out = h + Wdown (silu(Wgate n2(h)) * Wup n2(h))
@@ -216,13 +216,13 @@ static int model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens, con
 }
 
 int opd_cuda_model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens, const int *pad,
-                           int B, int T) {
-    return model_forward(cu, m, tokens, pad, B, T, 1);
+                           int B, int S) {
+    return model_forward(cu, m, tokens, pad, B, S, 1);
 }
 
 int opd_cuda_model_forward_inference(opd_cuda *cu, opd_cuda_model *m, const int *tokens,
-                                     const int *pad, int B, int T) {
-    return model_forward(cu, m, tokens, pad, B, T, 0);
+                                     const int *pad, int B, int S) {
+    return model_forward(cu, m, tokens, pad, B, S, 0);
 }
 
 /* opd_model_backward of ref/model.c, call for call. */
@@ -231,7 +231,7 @@ int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogit
     if (m->acts_one_layer || m->acts_L == 0)
         return opd_set_error("opd_cuda_model_backward: the last forward was an inference forward (or none)");
     TRY(opd_cuda_model_alloc_grads(cu, m));
-    int B = m->B, T = m->T, N = B * T;
+    int B = m->B, S = m->S, N = B * S;
     int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     int NH = c->n_heads, NKV = c->n_kv_heads, hd = C / NH, qd = NH * hd, kvd = NKV * hd;
     opd_params *p = &m->params, *g = &m->grads;
@@ -253,7 +253,7 @@ int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogit
         const float *ln1 = a->ln1 + (size_t)l * NC, *ln1_rstd = a->ln1_rstd + (size_t)l * N;
         const float *q = a->q + (size_t)l * N * qd, *k = a->k + (size_t)l * N * kvd;
         const float *v = a->v + (size_t)l * N * kvd;
-        const float *att = a->att + (size_t)l * B * NH * T * T;
+        const float *att = a->att + (size_t)l * B * NH * S * S;
         const float *atty = a->atty + (size_t)l * N * qd;
         const float *res_mid = a->res_mid + (size_t)l * NC;
         const float *ln2 = a->ln2 + (size_t)l * NC, *ln2_rstd = a->ln2_rstd + (size_t)l * N;
@@ -284,7 +284,7 @@ int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogit
         TRY(opd_cuda_zero(cu, s->dk, (size_t)N * kvd * fl));
         TRY(opd_cuda_zero(cu, s->dv, (size_t)N * kvd * fl));
         TRY(opd_cuda_attention_backward(cu, s->dq, s->dk, s->dv, s->datt, s->datty, q, k, v, att, a->pad,
-                                        B, T, NH, NKV, hd));
+                                        B, S, NH, NKV, hd));
         TRY(opd_cuda_rope_backward(cu, s->dq, a->pos, N, NH, hd, c->rope_theta));
         TRY(opd_cuda_rope_backward(cu, s->dk, a->pos, N, NKV, hd, c->rope_theta));
         TRY(opd_cuda_zero(cu, s->dbuf_c, NC * fl));

@@ -75,8 +75,8 @@ int opd_cuda_rmsnorm_backward(opd_cuda *cu, float *dinp, float *dweight,
                               const float *dout, const float *inp,
                               const float *weight, const float *rstd,
                               int N, int C);
-/* pos (B, T) = t - pad[b] for real tokens, 0 for pads (pad NULL: t). */
-int opd_cuda_rope_positions(opd_cuda *cu, int *pos, const int *pad, int B, int T);
+/* pos (B, S) = t - pad[b] for real tokens, 0 for pads (pad NULL: t). */
+int opd_cuda_rope_positions(opd_cuda *cu, int *pos, const int *pad, int B, int S);
 /* In-place rotate-half RoPE of x (N, nh, hd) at positions pos (N):
  * pair (i, i + hd/2) rotated by pos * theta^(-2i/hd); backward by -angle. */
 int opd_cuda_rope_forward(opd_cuda *cu, float *x, const int *pos, int N,
@@ -84,17 +84,17 @@ int opd_cuda_rope_forward(opd_cuda *cu, float *x, const int *pos, int N,
 int opd_cuda_rope_backward(opd_cuda *cu, float *dx, const int *pos, int N,
                            int nh, int hd, float theta);
 /* Causal GQA attention with left padding, exactly as attention_forward:
- * q (B, T, NH*hd), k, v (B, T, NKV*hd), out (B, T, NH*hd), att (B, NH, T, T);
+ * q (B, S, NH*hd), k, v (B, S, NKV*hd), out (B, S, NH*hd), att (B, NH, S, S);
  * pad (B) device or NULL: keys j < pad[b] masked, a pad query row attends to
- * itself only. datt (B, NH, T, T) is scratch (holds dS afterwards). */
+ * itself only. datt (B, NH, S, S) is scratch (holds dZ afterwards). */
 int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att,
                                const float *q, const float *k, const float *v,
-                               const int *pad, int B, int T, int NH, int NKV,
+                               const int *pad, int B, int S, int NH, int NKV,
                                int hd);
 int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv,
                                 float *datt, const float *dout, const float *q,
                                 const float *k, const float *v, const float *att,
-                                const int *pad, int B, int T, int NH, int NKV,
+                                const int *pad, int B, int S, int NH, int NKV,
                                 int hd);
 /* out (N, F) = silu(gate) * up */
 int opd_cuda_swiglu_forward(opd_cuda *cu, float *out, const float *gate,
@@ -131,10 +131,10 @@ int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float 
 int opd_cuda_log_softmax(opd_cuda *cu, float *out, float *lse,
                          const float *logits, int N, int V);
 /* As opd_cross_entropy: token-mean next-token cross-entropy of logits
- * (B, T, V) against targets (B, T), mask (B, T) or NULL; dlogits (B, T, V)
+ * (B, S, V) against targets (B, S), mask (B, S) or NULL; dlogits (B, S, V)
  * or NULL is overwritten. *loss (host) receives the loss. */
 int opd_cuda_cross_entropy(opd_cuda *cu, float *loss, const float *logits,
-                           const int *targets, const float *mask, int B, int T,
+                           const int *targets, const float *mask, int B, int S,
                            int V, float *dlogits);
 /* As opd_distill_loss (every loss kind and reduction of opd_loss_config):
  * s_logits, t_logits (B, H, V), y (B, H), mask (B, H), sampler_lp (B, H) or
@@ -190,10 +190,10 @@ typedef struct {
     opd_params params;     /* device views into params_mem */
     float *grads_mem;      /* device (num_params), NULL until alloc_grads */
     opd_params grads;
-    opd_acts acts;         /* device, the CPU's layout and (B, T) packing */
+    opd_acts acts;         /* device, the CPU's layout and (B, S) packing */
     opd_grad_scratch gs;   /* device */
-    int B, T;              /* shape of the last forward */
-    int acts_B, acts_T, acts_L, acts_one_layer;   /* as in opd_model */
+    int B, S;              /* shape of the last forward */
+    int acts_B, acts_S, acts_L, acts_one_layer;   /* as in opd_model */
 } opd_cuda_model;
 
 /* A device copy of host's config and weights (no gradients yet). */
@@ -205,11 +205,11 @@ int opd_cuda_model_download(opd_cuda *cu, opd_model *host, const opd_cuda_model 
 int opd_cuda_model_alloc_grads(opd_cuda *cu, opd_cuda_model *m);
 int opd_cuda_model_zero_grads(opd_cuda *cu, opd_cuda_model *m);
 /* As opd_model_forward / opd_model_forward_inference / opd_model_backward;
- * tokens (B, T) and pad (B) (or NULL) are device arrays. */
+ * tokens (B, S) and pad (B) (or NULL) are device arrays. */
 int opd_cuda_model_forward(opd_cuda *cu, opd_cuda_model *m, const int *tokens,
-                           const int *pad, int B, int T);
+                           const int *pad, int B, int S);
 int opd_cuda_model_forward_inference(opd_cuda *cu, opd_cuda_model *m,
-                                     const int *tokens, const int *pad, int B, int T);
+                                     const int *tokens, const int *pad, int B, int S);
 int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogits);
 
 /* ------------------------------------------------ KV cache and decode */

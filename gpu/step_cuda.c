@@ -346,7 +346,7 @@ int opd_cuda_distill_step(opd_cuda *cu, opd_cuda_model *student, opd_cuda_model 
     if (rc_ == 0) {
         /* reverse KL overall and by position bucket of the full horizon T */
         double kl_sum = 0, bsum[OPD_KL_BUCKETS] = {0}, bcnt[OPD_KL_BUCKETS] = {0}, n = 0;
-        const int T = c->schedule.T;
+        const int T = c->schedule.max_new_tokens;
         for (int b = 0; b < B; b++)
             for (int t = 0; t < Hs; t++) {
                 if (mask[b * Hs + t] <= 0.0f) continue;

@@ -129,8 +129,8 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
  * real query sees them (keys j < pad[b] masked), and a pad query row attends
  * to itself only, so its softmax is well defined (output = its own value).
  *
- * Why gemms: per (b, h) the scores S = scale Q K^T and the output P V are
- * (T,hd)x(hd,T) and (T,T)x(T,hd) products; one sgemm each runs them several
+ * Why gemms: per (b, h) the scores Z = scale Q K^T and the output P V are
+ * (S,hd)x(hd,S) and (S,S)x(S,hd) products; one sgemm each runs them several
  * times faster than one query at a time. Causal: query rows go in blocks of
  * ATT_QB, and a block's products stop at its last row's key, so the blocks
  * above the diagonal are never computed. Determinism as in matmul.c: the
@@ -140,27 +140,27 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
 #define ATT_QB 64
 
 void attention_forward(float *out, float *att, const float *q, const float *k,
-                       const float *v, const int *pad, int B, int T, int NH,
+                       const float *v, const int *pad, int B, int S, int NH,
                        int NKV, int hd) {
-    // q is (B,T,NH*hd), k, v are (B,T,NKV*hd), out is (B,T,NH*hd), att is (B,NH,T,T)
+    // q is (B,S,NH*hd), k, v are (B,S,NKV*hd), out is (B,S,NH*hd), att is (B,NH,S,S)
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = opd_rsqrtf((float)hd);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             int p = pad ? pad[b] : 0;
-            const float *qb = q + (size_t)b * T * qd + h * hd;                // (T,hd), row stride qd
-            const float *kb = k + (size_t)b * T * kvd + (h / group) * hd;     // (T,hd), row stride kvd
-            const float *vb = v + (size_t)b * T * kvd + (h / group) * hd;     // (T,hd), row stride kvd
-            float *ab = att + ((size_t)b * NH + h) * T * T;                   // (T,T)
-            float *ob = out + (size_t)b * T * qd + h * hd;                    // (T,hd), row stride qd
-            for (int t0 = 0; t0 < T; t0 += ATT_QB) {
-                int t1 = t0 + ATT_QB < T ? t0 + ATT_QB : T, m = t1 - t0;
-                // S[t0:t1, 0:t1] (m,t1) = scale Q[t0:t1] (m,hd) K[0:t1]^T (hd,t1)
+            const float *qb = q + (size_t)b * S * qd + h * hd;                // (S,hd), row stride qd
+            const float *kb = k + (size_t)b * S * kvd + (h / group) * hd;     // (S,hd), row stride kvd
+            const float *vb = v + (size_t)b * S * kvd + (h / group) * hd;     // (S,hd), row stride kvd
+            float *ab = att + ((size_t)b * NH + h) * S * S;                   // (S,S)
+            float *ob = out + (size_t)b * S * qd + h * hd;                    // (S,hd), row stride qd
+            for (int t0 = 0; t0 < S; t0 += ATT_QB) {
+                int t1 = t0 + ATT_QB < S ? t0 + ATT_QB : S, m = t1 - t0;
+                // Z[t0:t1, 0:t1] (m,t1) = scale Q[t0:t1] (m,hd) K[0:t1]^T (hd,t1)
                 opd_sgemm(0, 1, m, t1, hd, scale, qb + (size_t)t0 * qd, qd, kb, kvd,
-                          0.0f, ab + (size_t)t0 * T, T);
+                          0.0f, ab + (size_t)t0 * S, S);
                 for (int t = t0; t < t1; t++) {
-                    float *a = ab + (size_t)t * T;
+                    float *a = ab + (size_t)t * S;
                     // the keys this query sees: [j0, t]; the rest of the row is 0
                     int j0 = t < p ? t : p;
                     float maxv = -INFINITY;
@@ -171,10 +171,10 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
                     for (int j = j0; j <= t; j++) sum += a[j];
                     for (int j = j0; j <= t; j++) a[j] /= sum;
                     for (int j = 0; j < j0; j++) a[j] = 0.0f;
-                    for (int j = t + 1; j < T; j++) a[j] = 0.0f;
+                    for (int j = t + 1; j < S; j++) a[j] = 0.0f;
                 }
                 // out[t0:t1] (m,hd) = P[t0:t1, 0:t1] (m,t1) V[0:t1] (t1,hd)
-                opd_sgemm(0, 0, m, hd, t1, 1.0f, ab + (size_t)t0 * T, T, vb, kvd,
+                opd_sgemm(0, 0, m, hd, t1, 1.0f, ab + (size_t)t0 * S, S, vb, kvd,
                           0.0f, ob + (size_t)t0 * qd, qd);
             }
         }
@@ -183,59 +183,59 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
 
 /* Backward of attention_forward, in the order a reader derives it:
  *   out_t   = sum_j P_tj v_j           ->  dP_tj = dout_t . v_j,  dv_j += P_tj dout_t
- *   P_t     = softmax(S_t)             ->  dS_tj = P_tj (dP_tj - sum_k P_tk dP_tk)
- *   S_tj    = scale q_t . k_j          ->  dq_t += scale sum_j dS_tj k_j,
- *                                          dk_j += scale dS_tj q_t
- * Masked entries have P = 0, hence dS = 0: they need no special case. As in
+ *   P_t     = softmax(Z_t)             ->  dZ_tj = P_tj (dP_tj - sum_k P_tk dP_tk)
+ *   Z_tj    = scale q_t . k_j          ->  dq_t += scale sum_j dZ_tj k_j,
+ *                                          dk_j += scale dZ_tj q_t
+ * Masked entries have P = 0, hence dZ = 0: they need no special case. As in
  * the forward, each line is a gemm over a block of ATT_QB query rows and the
- * keys up to its last row: dP = dout V^T, dv += P^T dout, dq += scale dS K,
- * dk += scale dS^T Q. dk and dv of a kv head sum over every query head of its
+ * keys up to its last row: dP = dout V^T, dv += P^T dout, dq += scale dZ K,
+ * dk += scale dZ^T Q. dk and dv of a kv head sum over every query head of its
  * group and every query block, so one thread owns one (b, kv head) and loops
  * over them in order; its gemms are single-threaded (see the forward). */
 void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
                         const float *v, const float *att, const int *pad,
-                        int B, int T, int NH, int NKV, int hd) {
-    // datt is (B,NH,T,T) scratch: dP, then overwritten by dS
+                        int B, int S, int NH, int NKV, int hd) {
+    // datt is (B,NH,S,S) scratch: dP, then overwritten by dZ
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = opd_rsqrtf((float)hd);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int kh = 0; kh < NKV; kh++) {
-            const float *kb = k + (size_t)b * T * kvd + kh * hd;   // (T,hd), row stride kvd
-            const float *vb = v + (size_t)b * T * kvd + kh * hd;
-            float *dkb = dk + (size_t)b * T * kvd + kh * hd;
-            float *dvb = dv + (size_t)b * T * kvd + kh * hd;
+            const float *kb = k + (size_t)b * S * kvd + kh * hd;   // (S,hd), row stride kvd
+            const float *vb = v + (size_t)b * S * kvd + kh * hd;
+            float *dkb = dk + (size_t)b * S * kvd + kh * hd;
+            float *dvb = dv + (size_t)b * S * kvd + kh * hd;
             for (int h = kh * group; h < (kh + 1) * group; h++) {
-                const float *qb = q + (size_t)b * T * qd + h * hd;      // (T,hd), row stride qd
-                const float *dob = dout + (size_t)b * T * qd + h * hd;
-                float *dqb = dq + (size_t)b * T * qd + h * hd;
-                const float *Pb = att + ((size_t)b * NH + h) * T * T;   // (T,T)
-                float *dSb = datt + ((size_t)b * NH + h) * T * T;       // (T,T)
-                for (int t0 = 0; t0 < T; t0 += ATT_QB) {
-                    int t1 = t0 + ATT_QB < T ? t0 + ATT_QB : T, m = t1 - t0;
-                    const float *P = Pb + (size_t)t0 * T;   // rows t0..t1-1, (m,t1) used
-                    float *dS = dSb + (size_t)t0 * T;
+                const float *qb = q + (size_t)b * S * qd + h * hd;      // (S,hd), row stride qd
+                const float *dob = dout + (size_t)b * S * qd + h * hd;
+                float *dqb = dq + (size_t)b * S * qd + h * hd;
+                const float *Pb = att + ((size_t)b * NH + h) * S * S;   // (S,S)
+                float *dZb = datt + ((size_t)b * NH + h) * S * S;       // (S,S)
+                for (int t0 = 0; t0 < S; t0 += ATT_QB) {
+                    int t1 = t0 + ATT_QB < S ? t0 + ATT_QB : S, m = t1 - t0;
+                    const float *P = Pb + (size_t)t0 * S;   // rows t0..t1-1, (m,t1) used
+                    float *dZ = dZb + (size_t)t0 * S;
                     // 1. through out = P V: dP (m,t1) = dout[t0:t1] (m,hd) V[0:t1]^T (hd,t1),
                     //    dv[0:t1] (t1,hd) += P^T (t1,m) dout[t0:t1] (m,hd)
                     opd_sgemm(0, 1, m, t1, hd, 1.0f, dob + (size_t)t0 * qd, qd, vb, kvd,
-                              0.0f, dS, T);
-                    opd_sgemm(1, 0, t1, hd, m, 1.0f, P, T, dob + (size_t)t0 * qd, qd,
+                              0.0f, dZ, S);
+                    opd_sgemm(1, 0, t1, hd, m, 1.0f, P, S, dob + (size_t)t0 * qd, qd,
                               1.0f, dvb, kvd);
                     // 2. through the softmax, row by row (causal: j <= t)
                     for (int t = t0; t < t1; t++) {
-                        const float *Pt = Pb + (size_t)t * T;
-                        float *dSt = dSb + (size_t)t * T;
+                        const float *Pt = Pb + (size_t)t * S;
+                        float *dZt = dZb + (size_t)t * S;
                         float pdp = 0.0f;
-                        for (int j = 0; j <= t; j++) pdp += Pt[j] * dSt[j];
-                        for (int j = 0; j <= t; j++) dSt[j] = Pt[j] * (dSt[j] - pdp);
-                        for (int j = t + 1; j < T; j++) dSt[j] = 0.0f;
+                        for (int j = 0; j <= t; j++) pdp += Pt[j] * dZt[j];
+                        for (int j = 0; j <= t; j++) dZt[j] = Pt[j] * (dZt[j] - pdp);
+                        for (int j = t + 1; j < S; j++) dZt[j] = 0.0f;
                     }
-                    // 3. through S = scale Q K^T: dq[t0:t1] (m,hd) += scale dS (m,t1) K[0:t1] (t1,hd),
-                    //    dk[0:t1] (t1,hd) += scale dS^T (t1,m) Q[t0:t1] (m,hd)
-                    opd_sgemm(0, 0, m, hd, t1, scale, dS, T, kb, kvd, 1.0f,
+                    // 3. through Z = scale Q K^T: dq[t0:t1] (m,hd) += scale dZ (m,t1) K[0:t1] (t1,hd),
+                    //    dk[0:t1] (t1,hd) += scale dZ^T (t1,m) Q[t0:t1] (m,hd)
+                    opd_sgemm(0, 0, m, hd, t1, scale, dZ, S, kb, kvd, 1.0f,
                               dqb + (size_t)t0 * qd, qd);
-                    opd_sgemm(1, 0, t1, hd, m, scale, dS, T, qb + (size_t)t0 * qd, qd,
+                    opd_sgemm(1, 0, t1, hd, m, scale, dZ, S, qb + (size_t)t0 * qd, qd,
                               1.0f, dkb, kvd);
                 }
             }

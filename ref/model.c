@@ -217,7 +217,7 @@ static void free_acts(opd_model *m) {
     for (size_t i = 0; i < sizeof gbufs / sizeof gbufs[0]; i++) free(gbufs[i]);
     memset(a, 0, sizeof *a);
     memset(g, 0, sizeof *g);
-    m->acts_B = m->acts_T = m->acts_L = 0;
+    m->acts_B = m->acts_S = m->acts_L = 0;
 }
 
 void opd_model_free(opd_model *m) {
@@ -228,22 +228,22 @@ void opd_model_free(opd_model *m) {
 }
 
 /* ---------------------------------------------------- forward / backward */
-/* Activations and backward scratch for (B, T) and `layers` layers (n_layers,
+/* Activations and backward scratch for (B, S) and `layers` layers (n_layers,
  * or 1 for inference). Capacity only grows: a smaller batch reuses the
- * buffers, packed with its own (B, T), so the per-layer stride of an
- * (L, B, T, X) tensor is B*T*X of the current call. */
-static void ensure_acts(opd_model *m, int B, int T, int layers) {
-    if (B <= m->acts_B && T <= m->acts_T && layers <= m->acts_L) return;
-    int Bc = B > m->acts_B ? B : m->acts_B, Tc = T > m->acts_T ? T : m->acts_T;
+ * buffers, packed with its own (B, S), so the per-layer stride of an
+ * (L, B, S, X) tensor is B*S*X of the current call. */
+static void ensure_acts(opd_model *m, int B, int S, int layers) {
+    if (B <= m->acts_B && S <= m->acts_S && layers <= m->acts_L) return;
+    int Bc = B > m->acts_B ? B : m->acts_B, Sc = S > m->acts_S ? S : m->acts_S;
     int Lc = layers > m->acts_L ? layers : m->acts_L;
     free_acts(m);
     const opd_config *c = &m->cfg;
     size_t L = Lc, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     size_t hd = C / c->n_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    size_t BT = (size_t)Bc * Tc, att = (size_t)Bc * c->n_heads * Tc * Tc;
+    size_t BT = (size_t)Bc * Sc, att = (size_t)Bc * c->n_heads * Sc * Sc;
     opd_acts *a = &m->acts;
     a->B = Bc;
-    a->T = Tc;
+    a->S = Sc;
     a->encoded = opd_calloc(BT * C, sizeof(float));
     a->ln1 = opd_calloc(L * BT * C, sizeof(float));
     a->ln1_rstd = opd_calloc(L * BT, sizeof(float));
@@ -278,7 +278,7 @@ static void ensure_acts(opd_model *m, int B, int T, int layers) {
     g->dup = opd_calloc(BT * F, sizeof(float));
     g->dswiglu = opd_calloc(BT * F, sizeof(float));
     m->acts_B = Bc;
-    m->acts_T = Tc;
+    m->acts_S = Sc;
     m->acts_L = Lc;
 }
 
@@ -291,23 +291,23 @@ static void add_inplace(float *y, const float *x, size_t n) {
  * l-1 wrote its own (a layer stride of 0); each layer reads only its input
  * x, the previous layer's res_out, and is done with it before res_out is
  * overwritten, so the numbers are those of the full forward. */
-static void model_forward(opd_model *m, const int *tokens, const int *pad, int B, int T,
+static void model_forward(opd_model *m, const int *tokens, const int *pad, int B, int S,
                           int all_layers) {
     const opd_config *c = &m->cfg;
-    if (B < 1 || T < 1 || T > c->max_seq_len) {
+    if (B < 1 || S < 1 || S > c->max_seq_len) {
         /* a caller bug (the horizon/prompt sizing upstream), not a data
          * error: stop loudly rather than write past the RoPE/config limits */
-        fprintf(stderr, "opd_model_forward: B=%d T=%d: need B >= 1 and 1 <= T <= "
-                "max_seq_len (%d)\n", B, T, c->max_seq_len);
+        fprintf(stderr, "opd_model_forward: B=%d S=%d: need B >= 1 and 1 <= S <= "
+                "max_seq_len (%d)\n", B, S, c->max_seq_len);
         abort();
     }
-    ensure_acts(m, B, T, all_layers ? c->n_layers : 1);
+    ensure_acts(m, B, S, all_layers ? c->n_layers : 1);
     m->B = B;
-    m->T = T;
+    m->S = S;
     m->acts_one_layer = !all_layers;
     int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     int NH = c->n_heads, NKV = c->n_kv_heads, hd = C / NH, qd = NH * hd, kvd = NKV * hd;
-    int N = B * T;
+    int N = B * S;
     opd_params *p = &m->params;
     opd_acts *a = &m->acts;
 
@@ -315,8 +315,8 @@ static void model_forward(opd_model *m, const int *tokens, const int *pad, int B
     for (int b = 0; b < B; b++) {
         a->pad[b] = pad ? pad[b] : 0;
         // RoPE position: the first real token is position 0; pads get 0
-        for (int t = 0; t < T; t++)
-            a->pos[b * T + t] = t >= a->pad[b] ? t - a->pad[b] : 0;
+        for (int t = 0; t < S; t++)
+            a->pos[b * S + t] = t >= a->pad[b] ? t - a->pad[b] : 0;
     }
     encoder_forward(a->encoded, tokens, p->wte, N, C);
     for (int l = 0; l < L; l++) {
@@ -325,7 +325,7 @@ static void model_forward(opd_model *m, const int *tokens, const int *pad, int B
         float *ln1 = a->ln1 + la * N * C, *ln1_rstd = a->ln1_rstd + la * N;
         float *q = a->q + la * N * qd, *k = a->k + la * N * kvd;
         float *v = a->v + la * N * kvd;
-        float *att = a->att + la * B * NH * T * T;
+        float *att = a->att + la * B * NH * S * S;
         float *atty = a->atty + la * N * qd;
         float *res_mid = a->res_mid + la * N * C;
         float *ln2 = a->ln2 + la * N * C, *ln2_rstd = a->ln2_rstd + la * N;
@@ -340,7 +340,7 @@ static void model_forward(opd_model *m, const int *tokens, const int *pad, int B
         matmul_forward(v, ln1, p->wv + (size_t)l * kvd * C, p->bv ? p->bv + (size_t)l * kvd : NULL, N, C, kvd);
         rope_forward(q, a->pos, N, NH, hd, c->rope_theta);
         rope_forward(k, a->pos, N, NKV, hd, c->rope_theta);
-        attention_forward(atty, att, q, k, v, a->pad, B, T, NH, NKV, hd);
+        attention_forward(atty, att, q, k, v, a->pad, B, S, NH, NKV, hd);
         matmul_forward(res_mid, atty, p->wo + (size_t)l * C * qd, NULL, N, qd, C);
         add_inplace(res_mid, x, (size_t)N * C);
         // out = h + Wdown (silu(Wgate n2(h)) * Wup n2(h))
@@ -357,12 +357,12 @@ static void model_forward(opd_model *m, const int *tokens, const int *pad, int B
     matmul_forward(a->logits, a->lnf, p->lm_head, NULL, N, C, V);
 }
 
-void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, int T) {
-    model_forward(m, tokens, pad, B, T, 1);
+void opd_model_forward(opd_model *m, const int *tokens, const int *pad, int B, int S) {
+    model_forward(m, tokens, pad, B, S, 1);
 }
 
-void opd_model_forward_inference(opd_model *m, const int *tokens, const int *pad, int B, int T) {
-    model_forward(m, tokens, pad, B, T, 0);
+void opd_model_forward_inference(opd_model *m, const int *tokens, const int *pad, int B, int S) {
+    model_forward(m, tokens, pad, B, S, 0);
 }
 
 void opd_model_backward(opd_model *m, const float *dlogits) {
@@ -373,7 +373,7 @@ void opd_model_backward(opd_model *m, const float *dlogits) {
         abort();
     }
     if (!m->grads_mem) opd_model_alloc_grads(m);
-    int B = m->B, T = m->T, N = B * T;
+    int B = m->B, S = m->S, N = B * S;
     int L = c->n_layers, C = c->d_model, V = c->vocab_size, F = c->d_ff;
     int NH = c->n_heads, NKV = c->n_kv_heads, hd = C / NH, qd = NH * hd, kvd = NKV * hd;
     opd_params *p = &m->params, *g = &m->grads;
@@ -394,7 +394,7 @@ void opd_model_backward(opd_model *m, const float *dlogits) {
         const float *ln1 = a->ln1 + (size_t)l * NC, *ln1_rstd = a->ln1_rstd + (size_t)l * N;
         const float *q = a->q + (size_t)l * N * qd, *k = a->k + (size_t)l * N * kvd;
         const float *v = a->v + (size_t)l * N * kvd;
-        const float *att = a->att + (size_t)l * B * NH * T * T;
+        const float *att = a->att + (size_t)l * B * NH * S * S;
         const float *atty = a->atty + (size_t)l * N * qd;
         const float *res_mid = a->res_mid + (size_t)l * NC;
         const float *ln2 = a->ln2 + (size_t)l * NC, *ln2_rstd = a->ln2_rstd + (size_t)l * N;
@@ -425,7 +425,7 @@ void opd_model_backward(opd_model *m, const float *dlogits) {
         memset(s->dk, 0, (size_t)N * kvd * sizeof(float));
         memset(s->dv, 0, (size_t)N * kvd * sizeof(float));
         attention_backward(s->dq, s->dk, s->dv, s->datt, s->datty, q, k, v, att, a->pad,
-                           B, T, NH, NKV, hd);
+                           B, S, NH, NKV, hd);
         rope_backward(s->dq, a->pos, N, NH, hd, c->rope_theta);
         rope_backward(s->dk, a->pos, N, NKV, hd, c->rope_theta);
         memset(s->dbuf_c, 0, NC * sizeof(float));

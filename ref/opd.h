@@ -3,7 +3,7 @@
  *
  * Conventions
  *  - fp32 everywhere in the reference. Row-major arrays; shapes in comments use
- *    B (batch), T (sequence length), C (d_model), V (vocab), L (layers),
+ *    B (batch), S (sequence length: tokens in one forward), C (d_model), V (vocab), L (layers),
  *    NH (query heads), NKV (key/value heads), hd (head dim = C / NH), F (ffn).
  *  - A weight of a linear layer is (OC, C) and computes out = inp @ W^T (+ b),
  *    as in PyTorch / Hugging Face, so checkpoints load there without transposes.
@@ -111,45 +111,45 @@ size_t opd_param_count(const opd_config *cfg);
 void opd_params_bind(opd_params *p, float *mem, const opd_config *cfg);
 
 /* ------------------------------------------------------------ activations */
-/* Everything the backward pass needs, sized for (B, T) at allocation. */
+/* Everything the backward pass needs, sized for (B, S) at allocation. */
 typedef struct {
-    int B, T;          /* capacity */
-    float *encoded;    /* (B, T, C)          embedding output = input of layer 0 */
-    float *ln1;        /* (L, B, T, C)       n1(x)                              */
-    float *ln1_rstd;   /* (L, B, T)                                             */
-    float *q;          /* (L, B, T, NH*hd)   after RoPE                         */
-    float *k;          /* (L, B, T, NKV*hd)  after RoPE                         */
-    float *v;          /* (L, B, T, NKV*hd)                                     */
-    float *att;        /* (L, B, NH, T, T)   softmax probabilities              */
-    float *atty;       /* (L, B, T, NH*hd)   attention output before Wo         */
-    float *res_mid;    /* (L, B, T, C)       h = x + Wo atty                    */
-    float *ln2;        /* (L, B, T, C)                                          */
-    float *ln2_rstd;   /* (L, B, T)                                             */
-    float *gate;       /* (L, B, T, F)       Wgate n2(h), before silu           */
-    float *up;         /* (L, B, T, F)                                          */
-    float *swiglu;     /* (L, B, T, F)       silu(gate) * up                    */
-    float *res_out;    /* (L, B, T, C)       block output = input of layer l+1  */
-    float *lnf;        /* (B, T, C)                                             */
-    float *lnf_rstd;   /* (B, T)                                                */
-    float *logits;     /* (B, T, V)                                             */
-    int *pos;          /* (B, T)             RoPE position of each token        */
-    int *tokens;       /* (B, T)             input tokens (the backward needs them) */
+    int B, S;          /* capacity */
+    float *encoded;    /* (B, S, C)          embedding output = input of layer 0 */
+    float *ln1;        /* (L, B, S, C)       n1(x)                              */
+    float *ln1_rstd;   /* (L, B, S)                                             */
+    float *q;          /* (L, B, S, NH*hd)   after RoPE                         */
+    float *k;          /* (L, B, S, NKV*hd)  after RoPE                         */
+    float *v;          /* (L, B, S, NKV*hd)                                     */
+    float *att;        /* (L, B, NH, S, S)   softmax probabilities              */
+    float *atty;       /* (L, B, S, NH*hd)   attention output before Wo         */
+    float *res_mid;    /* (L, B, S, C)       h = x + Wo atty                    */
+    float *ln2;        /* (L, B, S, C)                                          */
+    float *ln2_rstd;   /* (L, B, S)                                             */
+    float *gate;       /* (L, B, S, F)       Wgate n2(h), before silu           */
+    float *up;         /* (L, B, S, F)                                          */
+    float *swiglu;     /* (L, B, S, F)       silu(gate) * up                    */
+    float *res_out;    /* (L, B, S, C)       block output = input of layer l+1  */
+    float *lnf;        /* (B, S, C)                                             */
+    float *lnf_rstd;   /* (B, S)                                                */
+    float *logits;     /* (B, S, V)                                             */
+    int *pos;          /* (B, S)             RoPE position of each token        */
+    int *tokens;       /* (B, S)             input tokens (the backward needs them) */
     int *pad;          /* (B)                left padding of the last forward   */
 } opd_acts;
 
 /* Scratch for the backward pass, sized like one layer. */
 typedef struct {
-    float *dres;       /* (B, T, C)   gradient of the residual stream      */
-    float *dbuf_c;     /* (B, T, C)                                        */
-    float *dbuf_c2;    /* (B, T, C)                                        */
-    float *dq;         /* (B, T, NH*hd)                                    */
-    float *dk;         /* (B, T, NKV*hd)                                   */
-    float *dv;         /* (B, T, NKV*hd)                                   */
-    float *datty;      /* (B, T, NH*hd)                                    */
-    float *datt;       /* (B, NH, T, T)                                    */
-    float *dgate;      /* (B, T, F)                                        */
-    float *dup;        /* (B, T, F)                                        */
-    float *dswiglu;    /* (B, T, F)                                        */
+    float *dres;       /* (B, S, C)   gradient of the residual stream      */
+    float *dbuf_c;     /* (B, S, C)                                        */
+    float *dbuf_c2;    /* (B, S, C)                                        */
+    float *dq;         /* (B, S, NH*hd)                                    */
+    float *dk;         /* (B, S, NKV*hd)                                   */
+    float *dv;         /* (B, S, NKV*hd)                                   */
+    float *datty;      /* (B, S, NH*hd)                                    */
+    float *datt;       /* (B, NH, S, S)                                    */
+    float *dgate;      /* (B, S, F)                                        */
+    float *dup;        /* (B, S, F)                                        */
+    float *dswiglu;    /* (B, S, F)                                        */
 } opd_grad_scratch;
 
 typedef struct {
@@ -159,10 +159,10 @@ typedef struct {
     opd_params params;
     float *grads_mem;      /* (num_params), NULL until opd_model_alloc_grads */
     opd_params grads;
-    opd_acts acts;         /* allocated on demand for the largest (B, T) seen */
+    opd_acts acts;         /* allocated on demand for the largest (B, S) seen */
     opd_grad_scratch gs;
-    int B, T;              /* shape of the last forward */
-    int acts_B, acts_T;    /* capacity of acts */
+    int B, S;              /* shape of the last forward */
+    int acts_B, acts_S;    /* capacity of acts */
     int acts_L;            /* layers of acts: n_layers, or 1 if only inference ran */
     int acts_one_layer;    /* the last forward kept one layer: no backward */
 } opd_model;
@@ -175,17 +175,17 @@ void opd_model_alloc_grads(opd_model *m);
 void opd_model_zero_grads(opd_model *m);
 void opd_model_free(opd_model *m);
 
-/* Forward over tokens (B, T). pad (B) or NULL: sequence b is left-padded with
+/* Forward over tokens (B, S). pad (B) or NULL: sequence b is left-padded with
  * pad[b] tokens that are neither attended to nor given RoPE positions; its
- * first real token has position 0. Fills m->acts (logits (B, T, V)). */
+ * first real token has position 0. Fills m->acts (logits (B, S, V)). */
 void opd_model_forward(opd_model *m, const int *tokens, const int *pad,
-                       int B, int T);
+                       int B, int S);
 /* The same forward for scoring only (the teacher): bit-identical logits, but
- * every layer overwrites one layer's activations (att (B, NH, T, T) is kept
+ * every layer overwrites one layer's activations (att (B, NH, S, S) is kept
  * once, not L times), so no backward can follow it. */
 void opd_model_forward_inference(opd_model *m, const int *tokens, const int *pad,
-                                 int B, int T);
-/* Backward from dlogits (B, T, V) of the last forward; accumulates into
+                                 int B, int S);
+/* Backward from dlogits (B, S, V) of the last forward; accumulates into
  * m->grads (call opd_model_zero_grads first). */
 void opd_model_backward(opd_model *m, const float *dlogits);
 
@@ -279,27 +279,27 @@ void rope_forward(float *x, const int *pos, int N, int nh, int hd, float theta);
 /* dx in place: the transpose of the rotation (rotation by -angle). */
 void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta);
 /* Causal grouped-query attention.
- * q (B, T, NH*hd), k, v (B, T, NKV*hd), out (B, T, NH*hd), att (B, NH, T, T).
+ * q (B, S, NH*hd), k, v (B, S, NKV*hd), out (B, S, NH*hd), att (B, NH, S, S).
  * pad (B) or NULL: keys j < pad[b] are masked; a padded query row attends to
  * itself only (its output is never used, but stays finite). */
 void attention_forward(float *out, float *att, const float *q, const float *k,
-                       const float *v, const int *pad, int B, int T, int NH,
+                       const float *v, const int *pad, int B, int S, int NH,
                        int NKV, int hd);
 void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
                         const float *v, const float *att, const int *pad,
-                        int B, int T, int NH, int NKV, int hd);
+                        int B, int S, int NH, int NKV, int hd);
 /* out (N, F) = silu(gate) * up */
 void swiglu_forward(float *out, const float *gate, const float *up, int N, int F);
 void swiglu_backward(float *dgate, float *dup, const float *dout,
                      const float *gate, const float *up, int N, int F);
 
 /* ------------------------------------------------------- cross-entropy loss */
-/* Next-token cross-entropy on logits (B, T, V) against targets (B, T) with
- * mask (B, T) (NULL: all ones); token-mean over masked positions. Writes
- * dlogits (B, T, V) (may be NULL) and returns the loss. */
+/* Next-token cross-entropy on logits (B, S, V) against targets (B, S) with
+ * mask (B, S) (NULL: all ones); token-mean over masked positions. Writes
+ * dlogits (B, S, V) (may be NULL) and returns the loss. */
 float opd_cross_entropy(const float *logits, const int *targets,
-                        const float *mask, int B, int T, int V, float *dlogits);
+                        const float *mask, int B, int S, int V, float *dlogits);
 /* log-softmax of one row; returns the log-sum-exp. */
 float opd_log_softmax(float *out, const float *logits, int V);
 
@@ -535,14 +535,14 @@ typedef enum {
 
 typedef struct {
     opd_schedule_kind kind;
-    int T;              /* full horizon (max new tokens) */
+    int max_new_tokens; /* T, the full horizon: the most tokens a rollout generates */
     int H0, dH, dk;     /* progressive / geometric start, increment, period */
     float rho;          /* truncated fraction */
     float growth;       /* geometric factor */
     long total_steps;   /* linear */
 } opd_schedule;
 
-void opd_schedule_default(opd_schedule *s, opd_schedule_kind kind, int T);
+void opd_schedule_default(opd_schedule *s, opd_schedule_kind kind, int max_new_tokens);
 int opd_schedule_validate(const opd_schedule *s);
 int opd_schedule_horizon(const opd_schedule *s, long k);
 const char *opd_schedule_name(opd_schedule_kind k);
@@ -584,7 +584,7 @@ typedef struct {
     size_t cap_bh, cap_bt;
 } opd_step_work;
 
-void opd_distill_config_default(opd_distill_config *c, int T);
+void opd_distill_config_default(opd_distill_config *c, int max_new_tokens);
 void opd_step_work_free(opd_step_work *w);
 /* One step of ref/SPEC.md section 6 on a batch of B left-padded prompts (B, P):
  * roll out the student to H_k, score [x; y] with one teacher forward, student
@@ -596,13 +596,13 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
                      const int *pad, const uint32_t *seq_ids, int B, int P,
                      long k, opd_step_work *w, opd_step_stats *st);
 
-/* One supervised (SFT) step: next-token cross-entropy on sequences (B, T),
- * left-padded by pad (B), trained where loss_mask (B, T) is 1 (loss_mask[t]
+/* One supervised (SFT) step: next-token cross-entropy on sequences (B, S),
+ * left-padded by pad (B), trained where loss_mask (B, S) is 1 (loss_mask[t]
  * marks the prediction of tokens[t+1] from position t; the last column is
  * ignored). Clip + AdamW. Returns 0, or -1 on a non-finite loss/gradient
  * (weights untouched then). */
 int opd_sft_step(opd_model *m, opd_adamw *opt, const int *tokens, const int *pad,
-                 const float *loss_mask, int B, int T, float *loss, float *grad_norm);
+                 const float *loss_mask, int B, int S, float *loss, float *grad_norm);
 
 #ifdef __cplusplus
 }

@@ -44,7 +44,7 @@ static long geometric_steps_to_full(int H0, double growth, int T) {
 void opd_schedule_default(opd_schedule *s, opd_schedule_kind kind, int T) {
     memset(s, 0, sizeof *s);
     s->kind = kind;
-    s->T = T;
+    s->max_new_tokens = T;
     s->H0 = T / 8 >= 1 ? T / 8 : 1;
     s->dH = s->H0;
     s->rho = 0.25f;
@@ -83,8 +83,8 @@ int opd_schedule_validate(const opd_schedule *s) {
     if ((int)s->kind < 0 || (int)s->kind >= N_SCHED_KINDS)
         return opd_set_error("schedule: unknown kind %d", (int)s->kind);
     const char *name = sched_names[s->kind];
-    if (s->T < 1)
-        return opd_set_error("schedule %s: T = %d must be >= 1", name, s->T);
+    if (s->max_new_tokens < 1)
+        return opd_set_error("schedule %s: max_new_tokens T = %d must be >= 1", name, s->max_new_tokens);
     switch (s->kind) {
     case OPD_SCHED_FULL:
         return 0;
@@ -96,9 +96,9 @@ int opd_schedule_validate(const opd_schedule *s) {
     default:
         break;
     }
-    if (s->H0 < 1 || s->H0 > s->T)
+    if (s->H0 < 1 || s->H0 > s->max_new_tokens)
         return opd_set_error("schedule %s: H0 = %d must be in [1, T = %d]",
-                             name, s->H0, s->T);
+                             name, s->H0, s->max_new_tokens);
     if (s->kind == OPD_SCHED_LINEAR) {
         if (s->total_steps < 1)
             return opd_set_error("schedule %s: total_steps = %ld must be >= 1",
@@ -119,7 +119,7 @@ int opd_schedule_validate(const opd_schedule *s) {
 /* Callers validate first; on an invalid schedule the result is still a
  * horizon in [1, max(T, 1)], never an overflow or a division by zero. */
 int opd_schedule_horizon(const opd_schedule *s, long k) {
-    const long T = s->T >= 1 ? s->T : 1;
+    const long T = s->max_new_tokens >= 1 ? s->max_new_tokens : 1;
     const long H0 = s->H0 >= 1 ? s->H0 : 1;
     const long dk = s->dk >= 1 ? s->dk : 1;
     if (k < 0) k = 0;

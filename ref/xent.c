@@ -21,9 +21,9 @@ float opd_log_softmax(float *out, const float *logits, int V) {
 }
 
 float opd_cross_entropy(const float *logits, const int *targets,
-                        const float *mask, int B, int T, int V, float *dlogits) {
-    // logits is (B,T,V), targets and mask are (B,T), dlogits is (B,T,V)
-    int N = B * T;
+                        const float *mask, int B, int S, int V, float *dlogits) {
+    // logits is (B,S,V), targets and mask are (B,S), dlogits is (B,S,V)
+    int N = B * S;
     double count = 0.0;
     for (int n = 0; n < N; n++) count += mask ? mask[n] : 1.0f;
     double *row_loss = opd_malloc((size_t)N * sizeof(double));

@@ -112,10 +112,10 @@ int opd_cuda_rmsnorm_backward(opd_cuda *cu, float *dinp, float *dweight, const f
     return 0;
 }
 
-int opd_cuda_rope_positions(opd_cuda *cu, int *pos, const int *pad, int B, int T) {
+int opd_cuda_rope_positions(opd_cuda *cu, int *pos, const int *pad, int B, int S) {
     for (int b = 0; b < B; b++) {
         int p = pad ? pad[b] : 0;
-        for (int t = 0; t < T; t++) pos[b * T + t] = t >= p ? t - p : 0;
+        for (int t = 0; t < S; t++) pos[b * S + t] = t >= p ? t - p : 0;
     }
     return 0;
 }
@@ -133,17 +133,17 @@ int opd_cuda_rope_backward(opd_cuda *cu, float *dx, const int *pos, int N, int n
 }
 
 int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att, const float *q,
-                               const float *k, const float *v, const int *pad, int B, int T,
+                               const float *k, const float *v, const int *pad, int B, int S,
                                int NH, int NKV, int hd) {
-    attention_forward(out, att, q, k, v, pad, B, T, NH, NKV, hd);
+    attention_forward(out, att, q, k, v, pad, B, S, NH, NKV, hd);
     return 0;
 }
 
 int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv, float *datt,
                                 const float *dout, const float *q, const float *k,
                                 const float *v, const float *att, const int *pad, int B,
-                                int T, int NH, int NKV, int hd) {
-    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, T, NH, NKV, hd);
+                                int S, int NH, int NKV, int hd) {
+    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, S, NH, NKV, hd);
     return 0;
 }
 
@@ -248,8 +248,8 @@ int opd_cuda_log_softmax(opd_cuda *cu, float *out, float *lse, const float *logi
 }
 
 int opd_cuda_cross_entropy(opd_cuda *cu, float *loss, const float *logits, const int *targets,
-                           const float *mask, int B, int T, int V, float *dlogits) {
-    *loss = opd_cross_entropy(logits, targets, mask, B, T, V, dlogits);
+                           const float *mask, int B, int S, int V, float *dlogits) {
+    *loss = opd_cross_entropy(logits, targets, mask, B, S, V, dlogits);
     return 0;
 }
 

@@ -336,11 +336,11 @@ static void put_params(harness *h, const opd_config *cfg, const float *dmem, con
 }
 
 /* put_acts of golden.c: every activation of the last forward of m, read
- * from the device with the CPU's (L, B, T, X) packing. */
+ * from the device with the CPU's (L, B, S, X) packing. */
 static void put_acts(harness *h, const char *who, const opd_cuda_model *m) {
     const opd_config *c = &m->cfg;
     const opd_acts *a = &m->acts;
-    size_t B = m->B, T = m->T, N = B * T;
+    size_t B = m->B, S = m->S, N = B * S;
     size_t C = c->d_model, F = c->d_ff, NH = c->n_heads;
     size_t hd = C / NH, qd = NH * hd, kvd = c->n_kv_heads * hd;
     char name[160];
@@ -358,7 +358,7 @@ static void put_acts(harness *h, const char *who, const opd_cuda_model *m) {
             put_device(h, name, rows[i].base + (size_t)l * N * rows[i].width);
         }
         snprintf(name, sizeof name, "%s.layers.%d.att", who, l);
-        put_device(h, name, a->att + (size_t)l * B * NH * T * T);
+        put_device(h, name, a->att + (size_t)l * B * NH * S * S);
     }
     snprintf(name, sizeof name, "%s.lnf", who);
     put_device(h, name, a->lnf);

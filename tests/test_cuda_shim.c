@@ -181,7 +181,7 @@ static void test_driver_matches_cpu_step(void) {
     opd_step_stats st;
     opd_distill_config big = dc;
     big.schedule.kind = OPD_SCHED_FULL;
-    big.schedule.T = 40;
+    big.schedule.max_new_tokens = 40;
     CU_ASSERT(opd_cuda_distill_step(cu, &ds, &dt, &dopt, &big, prompts, pad, ids, B, P, 0, &w_gpu, &st) == -1);
     printf("  P + H > max_seq_len: %s\n", opd_last_error());
     CU_ASSERT(strstr(opd_last_error(), "exceeds max_seq_len") != NULL);

@@ -772,7 +772,7 @@ static void test_schedule_validation(void) {
             printf("\n    case %d: rc %d, \"%s\"", i, rc, opd_last_error());
         /* even invalid, the horizon stays in [1, max(T, 1)] */
         int h = opd_schedule_horizon(&bad[i].s, 12345);
-        CU_ASSERT(h >= 1 && h <= (bad[i].s.T > 1 ? bad[i].s.T : 1));
+        CU_ASSERT(h >= 1 && h <= (bad[i].s.max_new_tokens > 1 ? bad[i].s.max_new_tokens : 1));
     }
     printf("\n    e.g. \"%s\"", opd_last_error());
     /* fields a kind does not use are not checked */
