@@ -261,14 +261,16 @@ void opd_cuda_adamw_free(opd_cuda_adamw *opt);
 /* Work buffers of the GPU step, grown on demand and kept across steps. */
 typedef struct {
     opd_rollout roll;          /* host, as opd_step_work */
-    int *seq_tokens;           /* device (B, T') the [x; y] sequence */
-    int *y;                    /* device (B, H) rollout tokens */
-    float *mask, *slp;         /* device (B, H) loss mask, sampler log-probs */
-    float *s_logits, *t_logits, *dlogits_h;   /* device (B, H, V) */
-    float *dlogits;            /* device (B, T', V) */
-    float *per_token, *rkl;    /* device (B, H) */
+    opd_step_batch batch;      /* host: the (B, trained_len) views, built by opd_step_compact */
+    int *tokens;               /* device (B, S) the [x; y] sequence */
+    int *y;                    /* device (B, trained_len) rollout tokens */
+    float *mask, *slp;         /* device (B, trained_len) loss mask, sampler log-probs */
+    float *s_logits, *t_logits, *dlogits_h;   /* device (B, trained_len, V) */
+    float *dlogits;            /* device (B, S, V) */
+    float *per_token, *rkl;    /* device (B, trained_len) */
+    float *h_rkl;              /* host (B, trained_len): rkl for opd_step_kl_stats */
     int *pad;                  /* device (B) */
-    size_t cap_bh, cap_bt, cap_b;
+    size_t cap_bh, cap_bs, cap_b;
 } opd_cuda_step_work;
 
 void opd_cuda_step_work_free(opd_cuda_step_work *w);

@@ -4,10 +4,11 @@
  * the control flow (EOS bookkeeping, masks, the horizon) stays on the host
  * exactly as on the CPU, the arithmetic goes through opd_cuda_* calls.
  *
- * Following H_k: the schedule gives H_k on the host; the rollout's KV cache
- * holds P + H_k positions; teacher and student run over P + H' - 1 tokens
- * (H' <= H_k the longest rollout); every device buffer of the step is sized
- * by H', never by the full horizon T. */
+ * Following the horizon: the schedule gives H_k on the host; the rollout's
+ * KV cache holds P + H_k positions; teacher and student run over
+ * S = P + trained_len - 1 tokens (trained_len <= H_k, the longest rollout);
+ * every device buffer of the step is sized by trained_len, never by the full
+ * horizon T. */
 #include "opd_cuda.h"
 
 #include <math.h>
@@ -179,23 +180,30 @@ void opd_cuda_adamw_free(opd_cuda_adamw *opt) {
 }
 
 /* ------------------------------------------------------- one OPD step */
+/* The stages of ref/opd_step.c: the horizon, the compaction and the
+ * statistics are the CPU's own functions, run on the host; the rollout, the
+ * forwards, the loss, the backward and the update are the device forms. */
 void opd_cuda_step_work_free(opd_cuda_step_work *w) {
     opd_rollout_free(&w->roll);
-    opd_cuda_free(w->seq_tokens); opd_cuda_free(w->y); opd_cuda_free(w->mask); opd_cuda_free(w->slp);
+    opd_step_batch_free(&w->batch);
+    opd_cuda_free(w->tokens); opd_cuda_free(w->y); opd_cuda_free(w->mask); opd_cuda_free(w->slp);
     opd_cuda_free(w->s_logits); opd_cuda_free(w->t_logits); opd_cuda_free(w->dlogits_h);
     opd_cuda_free(w->dlogits); opd_cuda_free(w->per_token); opd_cuda_free(w->rkl);
     opd_cuda_free(w->pad);
+    free(w->h_rkl);
     memset(w, 0, sizeof *w);
 }
 
-/* work_reserve of ref/opd_step.c, on the device. A failed allocation leaves
- * the capacity at 0, so the next call allocates again. */
-static int work_reserve(opd_cuda *cu, opd_cuda_step_work *w, size_t bh, size_t bt, size_t b, int V) {
+/* work_reserve of ref/opd_step.c, on the device: bh = B * trained_len rows,
+ * bs = B * S rows. A failed allocation leaves the capacity at 0, so the next
+ * call allocates again. */
+static int work_reserve(opd_cuda *cu, opd_cuda_step_work *w, size_t bh, size_t bs, size_t b, int V) {
     const size_t fl = sizeof(float);
     if (bh > w->cap_bh) {
         opd_cuda_free(w->s_logits); opd_cuda_free(w->t_logits); opd_cuda_free(w->dlogits_h);
         opd_cuda_free(w->per_token); opd_cuda_free(w->rkl);
         opd_cuda_free(w->y); opd_cuda_free(w->mask); opd_cuda_free(w->slp);
+        free(w->h_rkl);
         w->s_logits = w->t_logits = w->dlogits_h = w->per_token = w->rkl = w->mask = w->slp = NULL;
         w->y = NULL;
         w->cap_bh = 0;
@@ -207,16 +215,17 @@ static int work_reserve(opd_cuda *cu, opd_cuda_step_work *w, size_t bh, size_t b
         TRY(opd_cuda_alloc(cu, (void **)&w->y, bh * sizeof(int)));
         TRY(opd_cuda_alloc(cu, (void **)&w->mask, bh * fl));
         TRY(opd_cuda_alloc(cu, (void **)&w->slp, bh * fl));
+        w->h_rkl = opd_malloc(bh * fl);
         w->cap_bh = bh;
     }
-    if (bt > w->cap_bt) {
-        opd_cuda_free(w->seq_tokens); opd_cuda_free(w->dlogits);
-        w->seq_tokens = NULL;
+    if (bs > w->cap_bs) {
+        opd_cuda_free(w->tokens); opd_cuda_free(w->dlogits);
+        w->tokens = NULL;
         w->dlogits = NULL;
-        w->cap_bt = 0;
-        TRY(opd_cuda_alloc(cu, (void **)&w->seq_tokens, bt * sizeof(int)));
-        TRY(opd_cuda_alloc(cu, (void **)&w->dlogits, bt * V * fl));
-        w->cap_bt = bt;
+        w->cap_bs = 0;
+        TRY(opd_cuda_alloc(cu, (void **)&w->tokens, bs * sizeof(int)));
+        TRY(opd_cuda_alloc(cu, (void **)&w->dlogits, bs * V * fl));
+        w->cap_bs = bs;
     }
     if (b > w->cap_b) {
         opd_cuda_free(w->pad);
@@ -228,60 +237,72 @@ static int work_reserve(opd_cuda *cu, opd_cuda_step_work *w, size_t bh, size_t b
     return 0;
 }
 
-/* Rows P-1 .. P+H-2 of logits (B, Tq, V) predict the H rollout tokens. */
-static int gather_rollout_logits(opd_cuda *cu, float *dst, const float *logits, int B, int Tq,
-                                 int P, int H, int V) {
-    for (int b = 0; b < B; b++)
-        TRY(opd_cuda_copy(cu, dst + (size_t)b * H * V, logits + ((size_t)b * Tq + P - 1) * V,
-                          (size_t)H * V * sizeof(float)));
+/* opd_step_gather_logits / opd_step_scatter_dlogits with device copies:
+ * rows P-1 .. S-1 of logits (B, S, V) predict the trained_len rollout tokens. */
+static int gather_logits(opd_cuda *cu, float *dst, const float *logits, const opd_step_batch *sb, int V) {
+    const size_t row = (size_t)sb->trained_len * V;
+    for (int b = 0; b < sb->B; b++)
+        TRY(opd_cuda_copy(cu, dst + b * row, logits + ((size_t)b * sb->S + sb->P - 1) * V,
+                          row * sizeof(float)));
     return 0;
 }
 
-static int scatter_rollout_grads(opd_cuda *cu, float *dlogits, const float *dh, int B, int Tq,
-                                 int P, int H, int V) {
-    TRY(opd_cuda_zero(cu, dlogits, (size_t)B * Tq * V * sizeof(float)));
-    for (int b = 0; b < B; b++)
-        TRY(opd_cuda_copy(cu, dlogits + ((size_t)b * Tq + P - 1) * V, dh + (size_t)b * H * V,
-                          (size_t)H * V * sizeof(float)));
+static int scatter_dlogits(opd_cuda *cu, float *dlogits, const float *dh, const opd_step_batch *sb, int V) {
+    const size_t row = (size_t)sb->trained_len * V;
+    TRY(opd_cuda_zero(cu, dlogits, (size_t)sb->B * sb->S * V * sizeof(float)));
+    for (int b = 0; b < sb->B; b++)
+        TRY(opd_cuda_copy(cu, dlogits + ((size_t)b * sb->S + sb->P - 1) * V, dh + b * row,
+                          row * sizeof(float)));
     return 0;
 }
 
-/* Steps 3-4 of the step, once the rollout is on the host: the compact
- * (B, Hs) views y, mask, slp (host) go to the device; teacher forward,
- * student forward, loss, backward. */
-static int score_and_backward(opd_cuda *cu, opd_cuda_model *student, opd_cuda_model *teacher,
-                              const opd_distill_config *c, const int *seq_tokens, const int *pad,
-                              const int *y, const float *mask, const float *slp, int B, int P,
-                              int Hs, opd_cuda_step_work *w, opd_step_stats *st) {
-    const int V = student->cfg.vocab_size, Tq = P + Hs - 1;
-    const size_t BH = (size_t)B * Hs;
-    TRY(opd_cuda_upload(cu, w->seq_tokens, seq_tokens, (size_t)B * Tq * sizeof(int)));
-    TRY(opd_cuda_upload(cu, w->pad, pad, (size_t)B * sizeof(int)));
-    TRY(opd_cuda_upload(cu, w->y, y, BH * sizeof(int)));
-    TRY(opd_cuda_upload(cu, w->mask, mask, BH * sizeof(float)));
-    TRY(opd_cuda_upload(cu, w->slp, slp, BH * sizeof(float)));
+/* The batch's views to the device. */
+static int upload_batch(opd_cuda *cu, opd_cuda_step_work *w, const opd_step_batch *sb) {
+    const size_t bh = (size_t)sb->B * sb->trained_len;
+    TRY(opd_cuda_upload(cu, w->tokens, sb->tokens, (size_t)sb->B * sb->S * sizeof(int)));
+    TRY(opd_cuda_upload(cu, w->pad, sb->pad, (size_t)sb->B * sizeof(int)));
+    TRY(opd_cuda_upload(cu, w->y, sb->y, bh * sizeof(int)));
+    TRY(opd_cuda_upload(cu, w->mask, sb->mask, bh * sizeof(float)));
+    TRY(opd_cuda_upload(cu, w->slp, sb->sampler_lp, bh * sizeof(float)));
+    return 0;
+}
 
-    /* 3. one teacher forward over [x; y] */
-    double t0 = opd_time();
-    TRY(opd_cuda_model_forward_inference(cu, teacher, w->seq_tokens, w->pad, B, Tq));   /* logits only */
-    TRY(gather_rollout_logits(cu, w->t_logits, teacher->acts.logits, B, Tq, P, Hs, V));
-    if (c->teacher_temperature != 1.0f)
-        TRY(opd_cuda_scale(cu, w->t_logits, 1.0f / c->teacher_temperature, BH * V));
-    TRY(opd_cuda_sync(cu));
-    st->sec_teacher = opd_time() - t0;
+/* 4. opd_step_teacher_score on the device */
+static int teacher_score(opd_cuda *cu, opd_cuda_model *teacher, const opd_step_batch *sb,
+                         float temperature, opd_cuda_step_work *w) {
+    const int V = teacher->cfg.vocab_size;
+    TRY(opd_cuda_model_forward_inference(cu, teacher, w->tokens, w->pad, sb->B, sb->S));   /* logits only */
+    TRY(gather_logits(cu, w->t_logits, teacher->acts.logits, sb, V));
+    if (temperature != 1.0f)
+        TRY(opd_cuda_scale(cu, w->t_logits, 1.0f / temperature, (size_t)sb->B * sb->trained_len * V));
+    return 0;
+}
 
-    /* 4. student forward + backward of the loss on the rollout tokens */
-    t0 = opd_time();
-    TRY(opd_cuda_model_forward(cu, student, w->seq_tokens, w->pad, B, Tq));
-    TRY(gather_rollout_logits(cu, w->s_logits, student->acts.logits, B, Tq, P, Hs, V));
-    TRY(opd_cuda_distill_loss(cu, &st->loss, &c->loss, w->s_logits, w->t_logits, w->y, w->mask, w->slp,
-                              B, Hs, V, w->dlogits_h, w->per_token, w->rkl));
-    TRY(scatter_rollout_grads(cu, w->dlogits, w->dlogits_h, B, Tq, P, Hs, V));
+/* 5-6. opd_step_student_forward and opd_step_loss_backward on the device */
+static int student_loss_backward(opd_cuda *cu, opd_cuda_model *student, const opd_loss_config *lc,
+                                 const opd_step_batch *sb, opd_cuda_step_work *w, float *loss) {
+    const int V = student->cfg.vocab_size;
+    TRY(opd_cuda_model_forward(cu, student, w->tokens, w->pad, sb->B, sb->S));
+    TRY(gather_logits(cu, w->s_logits, student->acts.logits, sb, V));
+    TRY(opd_cuda_distill_loss(cu, loss, lc, w->s_logits, w->t_logits, w->y, w->mask, w->slp,
+                              sb->B, sb->trained_len, V, w->dlogits_h, w->per_token, w->rkl));
+    TRY(scatter_dlogits(cu, w->dlogits, w->dlogits_h, sb, V));
     TRY(opd_cuda_model_alloc_grads(cu, student));
     TRY(opd_cuda_model_zero_grads(cu, student));
     TRY(opd_cuda_model_backward(cu, student, w->dlogits));
-    TRY(opd_cuda_sync(cu));
-    st->sec_student = opd_time() - t0;
+    return 0;
+}
+
+/* 8. opd_step_update on the device */
+static int update(opd_cuda *cu, opd_cuda_model *student, opd_cuda_adamw *opt, long k,
+                  opd_step_stats *st) {
+    float gnorm;
+    TRY(opd_cuda_grad_norm(cu, &gnorm, student->grads_mem, student->num_params));
+    if (!isfinite(st->loss) || !isfinite(gnorm))
+        return opd_set_error("step %ld: non-finite loss %g or gradient norm %g", k, st->loss, gnorm);
+    st->lr = opd_lr_at(&opt->cfg, opt->step);
+    TRY(opd_cuda_adamw_update(cu, &st->grad_norm, student->params_mem, student->grads_mem,
+                              opt->m, opt->v, &student->cfg, &opt->cfg, &opt->step));
     return 0;
 }
 
@@ -297,82 +318,42 @@ int opd_cuda_distill_step(opd_cuda *cu, opd_cuda_model *student, opd_cuda_model 
                              opt->n, student->num_params);
     memset(st, 0, sizeof *st);
     st->step = k;
+    opd_step_batch *sb = &w->batch;
 
-    /* 1. the horizon of this step */
-    const int H = opd_schedule_horizon(&c->schedule, k);
-    st->horizon = H;
-    if (P + H > student->cfg.max_seq_len || P + H > teacher->cfg.max_seq_len)
-        return opd_set_error("prompt %d + horizon %d exceeds max_seq_len (student %d, teacher %d)",
-                             P, H, student->cfg.max_seq_len, teacher->cfg.max_seq_len);
+    /* 1. the horizon H_k */
+    TRY(opd_step_horizon(c, k, P, &student->cfg, &teacher->cfg, &st->horizon));
 
-    /* 2. student rollout to H_k */
+    /* 2. the student's rollout to H_k (device); 3. its views (host) */
     double t0 = opd_time();
     opd_rollout_config rc = c->rollout;
     rc.step = (uint32_t)k;
     opd_rollout_free(&w->roll);
-    TRY(opd_cuda_rollout_sample(cu, student, prompts, pad, seq_ids, B, P, H, &rc, &w->roll));
-    const opd_rollout *r = &w->roll;
-    /* Train on the longest rollout in the batch, not on H (see opd_step.c) */
-    int Hs = 0;
-    for (int b = 0; b < B; b++) {
-        if (r->length[b] > Hs) Hs = r->length[b];
-        st->truncated += r->truncated[b];
-    }
-    for (size_t i = 0; i < (size_t)B * H; i++) st->tokens += r->mask[i] > 0.0f;
-    st->trained_len = Hs;
+    TRY(opd_cuda_rollout_sample(cu, student, prompts, pad, seq_ids, B, P, st->horizon, &rc, &w->roll));
+    int rc_ = opd_step_compact(&w->roll, sb, st);
     st->sec_rollout = opd_time() - t0;
-    if (Hs == 0) return opd_set_error("step %ld: rollout generated no tokens", k);
-
-    /* The scored sequence [x; y_1..y_{Hs-1}]: its last Hs rows predict y.
-     * It and the compact (B, Hs) views are built on the host, as on the CPU. */
-    const int Tq = P + Hs - 1;
-    TRY(work_reserve(cu, w, (size_t)B * Hs, (size_t)B * Tq, (size_t)B, V));
-    int *seq = opd_malloc((size_t)B * Tq * sizeof(int));
-    int *y = opd_malloc((size_t)B * Hs * sizeof(int));
-    float *mask = opd_malloc((size_t)B * Hs * sizeof(float));
-    float *slp = opd_malloc((size_t)B * Hs * sizeof(float));
-    float *rkl = opd_malloc((size_t)B * Hs * sizeof(float));
-    for (int b = 0; b < B; b++) {
-        memcpy(seq + (size_t)b * Tq, r->tokens + (size_t)b * (P + H), (size_t)Tq * sizeof(int));
-        for (int t = 0; t < Hs; t++) {
-            y[b * Hs + t] = r->tokens[(size_t)b * (P + H) + P + t];
-            mask[b * Hs + t] = r->mask[(size_t)b * H + t];
-            slp[b * Hs + t] = r->logprobs[(size_t)b * H + t];
-        }
-    }
-    /* 3-4. teacher forward; student forward, loss, backward */
-    int rc_ = score_and_backward(cu, student, teacher, c, seq, pad, y, mask, slp, B, P, Hs, w, st);
-    if (rc_ == 0) rc_ = opd_cuda_download(cu, rkl, w->rkl, (size_t)B * Hs * sizeof(float));
-    if (rc_ == 0) {
-        /* reverse KL overall and by position bucket of the full horizon T */
-        double kl_sum = 0, bsum[OPD_KL_BUCKETS] = {0}, bcnt[OPD_KL_BUCKETS] = {0}, n = 0;
-        const int T = c->schedule.max_new_tokens;
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < Hs; t++) {
-                if (mask[b * Hs + t] <= 0.0f) continue;
-                double kl = rkl[b * Hs + t];
-                int bk = (int)((long)t * OPD_KL_BUCKETS / T);
-                if (bk >= OPD_KL_BUCKETS) bk = OPD_KL_BUCKETS - 1;
-                kl_sum += kl; n += 1;
-                bsum[bk] += kl; bcnt[bk] += 1;
-            }
-        st->mean_rkl = n > 0 ? (float)(kl_sum / n) : 0.0f;
-        for (int i = 0; i < OPD_KL_BUCKETS; i++)
-            st->kl_bucket[i] = bcnt[i] > 0 ? (float)(bsum[i] / bcnt[i]) : NAN;
-    }
-    free(seq); free(y); free(mask); free(slp); free(rkl);
     if (rc_ != 0) return -1;
+    TRY(work_reserve(cu, w, (size_t)B * sb->trained_len, (size_t)B * sb->S, (size_t)B, V));
+    TRY(upload_batch(cu, w, sb));
 
-    /* 5. clip + AdamW; a non-finite loss or gradient stops the run before it
-     * reaches the weights, so the last checkpoint stays usable */
+    /* 4. one teacher forward over [x; y] */
     t0 = opd_time();
-    float gnorm;
-    TRY(opd_cuda_grad_norm(cu, &gnorm, student->grads_mem, student->num_params));
-    if (!isfinite(st->loss) || !isfinite(gnorm))
-        return opd_set_error("step %ld: non-finite loss %g or gradient norm %g", k, st->loss, gnorm);
-    st->lr = opd_lr_at(&opt->cfg, opt->step);
-    TRY(opd_cuda_adamw_update(cu, &st->grad_norm, student->params_mem, student->grads_mem,
-                              opt->m, opt->v, &student->cfg, &opt->cfg, &opt->step));
+    TRY(teacher_score(cu, teacher, sb, c->teacher_temperature, w));
+    TRY(opd_cuda_sync(cu));
+    st->sec_teacher = opd_time() - t0;
+
+    /* 5. student forward; 6. the loss and the backward */
+    t0 = opd_time();
+    TRY(student_loss_backward(cu, student, &c->loss, sb, w, &st->loss));
+    TRY(opd_cuda_sync(cu));
+    st->sec_student = opd_time() - t0;
+
+    /* 7. reverse KL overall and by position, on the host */
+    TRY(opd_cuda_download(cu, w->h_rkl, w->rkl, (size_t)B * sb->trained_len * sizeof(float)));
+    opd_step_kl_stats(sb, w->h_rkl, c->schedule.max_new_tokens, st);
+
+    /* 8. clip + AdamW */
+    t0 = opd_time();
+    TRY(update(cu, student, opt, k, st));
     TRY(opd_cuda_sync(cu));
     st->sec_optim = opd_time() - t0;
     st->peak_rss_kb = opd_peak_rss_kb();

@@ -574,14 +574,29 @@ typedef struct {
     long peak_rss_kb;
 } opd_step_stats;
 
-/* Work buffers of the step, grown on demand and kept across steps. */
+/* The rollout compacted to its trained length: the step trains on the
+ * trained_len <= H_k positions up to the longest rollout of the batch, not on
+ * H_k (when every sequence stopped at EOS early, the rest is all masked).
+ * S = P + trained_len - 1 tokens [x; y_1 .. y_{trained_len - 1}] are scored
+ * by both models; rows P-1 .. S-1 of their logits predict y. */
+typedef struct {
+    int B, P, horizon, trained_len, S;
+    int *pad;             /* (B)              left padding of each prompt   */
+    int *tokens;          /* (B, S)           [x; y] scored by both models */
+    int *y;               /* (B, trained_len) rollout tokens                */
+    float *mask;          /* (B, trained_len) 1 where y is in the loss      */
+    float *sampler_lp;    /* (B, trained_len) sampler log-probs of y        */
+    size_t cap_b, cap_bs, cap_bh;
+} opd_step_batch;
+
+/* Work buffers of the CPU step, grown on demand and kept across steps. */
 typedef struct {
     opd_rollout roll;
-    int *seq_tokens;      /* (B, T') the [x; y] sequence scored by both models */
-    float *s_logits, *t_logits, *dlogits_h;   /* (B, H, V) rollout positions */
-    float *dlogits;       /* (B, T', V) scattered back for the backward */
-    float *per_token, *rkl;                   /* (B, H) */
-    size_t cap_bh, cap_bt;
+    opd_step_batch batch;
+    float *s_logits, *t_logits, *dlogits_h;   /* (B, trained_len, V) */
+    float *dlogits;       /* (B, S, V) dlogits_h scattered back for the backward */
+    float *per_token, *rkl;                   /* (B, trained_len) */
+    size_t cap_bh, cap_bs;
 } opd_step_work;
 
 void opd_distill_config_default(opd_distill_config *c, int max_new_tokens);
@@ -595,6 +610,46 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
                      const opd_distill_config *c, const int *prompts,
                      const int *pad, const uint32_t *seq_ids, int B, int P,
                      long k, opd_step_work *w, opd_step_stats *st);
+
+/* The stages of opd_distill_step, in its order (ref/opd_step.c). The CPU
+ * step, the CUDA step (gpu/step_cuda.c) and the golden writer
+ * (golden/golden.c) call the same ones; only the rollout, the forwards, the
+ * backward and the update have a device form of their own. */
+/* 1. H_k of step k; -1 if P + H_k does not fit either model. */
+int opd_step_horizon(const opd_distill_config *c, long k, int P,
+                     const opd_config *student, const opd_config *teacher, int *horizon);
+/* 2. the student's rollout to H_k, keyed by step k (CPU form). */
+int opd_step_rollout(const opd_model *student, const opd_distill_config *c, long k,
+                     const int *prompts, const int *pad, const uint32_t *seq_ids,
+                     int B, int P, int horizon, opd_rollout *r);
+/* 3. compaction of the rollout's (B, H_k) arrays into the (B, trained_len)
+ * views of sb; fills st->tokens, truncated, trained_len. -1 if the rollout
+ * generated nothing. */
+int opd_step_compact(const opd_rollout *r, opd_step_batch *sb, opd_step_stats *st);
+void opd_step_batch_free(opd_step_batch *sb);
+/* Rows P-1 .. S-1 of logits (B, S, V) into dst (B, trained_len, V), and back
+ * (zeros elsewhere), the CPU forms of the views' row mapping. */
+void opd_step_gather_logits(float *dst, const float *logits, const opd_step_batch *sb, int V);
+void opd_step_scatter_dlogits(float *dlogits, const float *dh, const opd_step_batch *sb, int V);
+/* 4. one teacher forward over sb->tokens: t_logits (B, trained_len, V),
+ * divided by the teacher temperature unless it is 1. */
+void opd_step_teacher_score(opd_model *teacher, const opd_step_batch *sb,
+                            float temperature, float *t_logits);
+/* 5. the student forward over the same tokens: s_logits (B, trained_len, V);
+ * student->acts keeps every layer for the backward. */
+void opd_step_student_forward(opd_model *student, const opd_step_batch *sb, float *s_logits);
+/* 6. the loss on the views, its dlogits scattered to (B, S, V), and the
+ * student backward into freshly zeroed gradients. w->dlogits_h, per_token and
+ * rkl hold the loss's outputs afterwards. Returns the loss. */
+float opd_step_loss_backward(opd_model *student, const opd_loss_config *lc,
+                             const opd_step_batch *sb, opd_step_work *w);
+/* 7. statistics: reverse KL token mean, and by position bucket of the full
+ * horizon T = max_new_tokens, from rkl (B, trained_len). */
+void opd_step_kl_stats(const opd_step_batch *sb, const float *rkl, int max_new_tokens,
+                       opd_step_stats *st);
+/* 8. clip + AdamW; a non-finite loss or gradient is refused before it
+ * reaches the weights, so the last checkpoint stays usable. */
+int opd_step_update(opd_model *student, opd_adamw *opt, long k, opd_step_stats *st);
 
 /* One supervised (SFT) step: next-token cross-entropy on sequences (B, S),
  * left-padded by pad (B), trained where loss_mask (B, S) is 1 (loss_mask[t]

@@ -1,10 +1,12 @@
-/* opd_step.c — one on-policy distillation step (ref/SPEC.md section 6).
+/* opd_step.c — one on-policy distillation step (ref/SPEC.md section 6), as
+ * named stages that the CPU step below, the CUDA step (gpu/step_cuda.c) and
+ * the golden writer (golden/golden.c) share.
  *
- * Following H_k through the step: the schedule gives H_k; the rollout
- * generates at most H_k tokens with a KV cache of P + H_k positions; teacher
- * and student run over the P + H' - 1 tokens that predict the H' <= H_k
- * generated ones; the loss mask covers exactly those tokens. Nothing in the
- * step is sized by the full horizon T. */
+ * Following the horizon through the step: the schedule gives H_k; the
+ * rollout generates at most H_k tokens with a KV cache of P + H_k positions;
+ * teacher and student run over the S = P + trained_len - 1 tokens that
+ * predict the trained_len <= H_k generated ones; the loss mask covers exactly
+ * those tokens. Nothing in the step is sized by the full horizon T. */
 #include "opd.h"
 
 #include <math.h>
@@ -22,19 +24,21 @@ void opd_distill_config_default(opd_distill_config *c, int T) {
     c->teacher_temperature = 1.0f;
 }
 
+void opd_step_batch_free(opd_step_batch *sb) {
+    free(sb->pad); free(sb->tokens); free(sb->y); free(sb->mask); free(sb->sampler_lp);
+    memset(sb, 0, sizeof *sb);
+}
+
 void opd_step_work_free(opd_step_work *w) {
     opd_rollout_free(&w->roll);
-    free(w->seq_tokens);
-    free(w->s_logits);
-    free(w->t_logits);
-    free(w->dlogits_h);
-    free(w->dlogits);
-    free(w->per_token);
-    free(w->rkl);
+    opd_step_batch_free(&w->batch);
+    free(w->s_logits); free(w->t_logits); free(w->dlogits_h);
+    free(w->dlogits); free(w->per_token); free(w->rkl);
     memset(w, 0, sizeof *w);
 }
 
-static void work_reserve(opd_step_work *w, size_t bh, size_t bt, int V) {
+/* The loss's buffers for bh = B * trained_len rows and bs = B * S rows. */
+static void work_reserve(opd_step_work *w, size_t bh, size_t bs, int V) {
     if (bh > w->cap_bh) {
         free(w->s_logits); free(w->t_logits); free(w->dlogits_h);
         free(w->per_token); free(w->rkl);
@@ -45,29 +49,149 @@ static void work_reserve(opd_step_work *w, size_t bh, size_t bt, int V) {
         w->rkl = opd_malloc(bh * sizeof(float));
         w->cap_bh = bh;
     }
-    if (bt > w->cap_bt) {
-        free(w->seq_tokens); free(w->dlogits);
-        w->seq_tokens = opd_malloc(bt * sizeof(int));
-        w->dlogits = opd_malloc(bt * V * sizeof(float));
-        w->cap_bt = bt;
+    if (bs > w->cap_bs) {
+        free(w->dlogits);
+        w->dlogits = opd_malloc(bs * V * sizeof(float));
+        w->cap_bs = bs;
     }
 }
 
-/* Rows P-1 .. P+H-2 of logits (B, Tq, V) predict the H rollout tokens. */
-static void gather_rollout_logits(float *dst, const float *logits, int B, int Tq,
-                                  int P, int H, int V) {
-    for (int b = 0; b < B; b++)
-        memcpy(dst + (size_t)b * H * V, logits + ((size_t)b * Tq + P - 1) * V,
-               (size_t)H * V * sizeof(float));
+/* ------------------------------------------------------------ the stages */
+
+int opd_step_horizon(const opd_distill_config *c, long k, int P,
+                     const opd_config *student, const opd_config *teacher, int *horizon) {
+    const int H = opd_schedule_horizon(&c->schedule, k);
+    *horizon = H;
+    if (P + H > student->max_seq_len || P + H > teacher->max_seq_len)
+        return opd_set_error("prompt %d + horizon %d exceeds max_seq_len (student %d, teacher %d)",
+                             P, H, student->max_seq_len, teacher->max_seq_len);
+    return 0;
 }
 
-static void scatter_rollout_grads(float *dlogits, const float *dh, int B, int Tq,
-                                  int P, int H, int V) {
-    memset(dlogits, 0, (size_t)B * Tq * V * sizeof(float));
-    for (int b = 0; b < B; b++)
-        memcpy(dlogits + ((size_t)b * Tq + P - 1) * V, dh + (size_t)b * H * V,
-               (size_t)H * V * sizeof(float));
+int opd_step_rollout(const opd_model *student, const opd_distill_config *c, long k,
+                     const int *prompts, const int *pad, const uint32_t *seq_ids,
+                     int B, int P, int horizon, opd_rollout *r) {
+    opd_rollout_config rc = c->rollout;
+    rc.step = (uint32_t)k;             /* the step is part of every draw's key */
+    opd_rollout_free(r);
+    return opd_rollout_sample(student, prompts, pad, seq_ids, B, P, horizon, &rc, r);
 }
+
+int opd_step_compact(const opd_rollout *r, opd_step_batch *sb, opd_step_stats *st) {
+    const int B = r->B, P = r->P, H = r->H;
+    int trained_len = 0;
+    st->truncated = 0;
+    st->tokens = 0;
+    for (int b = 0; b < B; b++) {
+        if (r->length[b] > trained_len) trained_len = r->length[b];
+        st->truncated += r->truncated[b];
+    }
+    for (size_t i = 0; i < (size_t)B * H; i++) st->tokens += r->mask[i] > 0.0f;
+    st->trained_len = trained_len;
+    if (trained_len == 0) return opd_set_error("step %ld: rollout generated no tokens", st->step);
+
+    const int S = P + trained_len - 1;
+    const size_t bs = (size_t)B * S, bh = (size_t)B * trained_len;
+    if ((size_t)B > sb->cap_b) {
+        free(sb->pad);
+        sb->pad = opd_malloc((size_t)B * sizeof(int));
+        sb->cap_b = B;
+    }
+    if (bs > sb->cap_bs) {
+        free(sb->tokens);
+        sb->tokens = opd_malloc(bs * sizeof(int));
+        sb->cap_bs = bs;
+    }
+    if (bh > sb->cap_bh) {
+        free(sb->y); free(sb->mask); free(sb->sampler_lp);
+        sb->y = opd_malloc(bh * sizeof(int));
+        sb->mask = opd_malloc(bh * sizeof(float));
+        sb->sampler_lp = opd_malloc(bh * sizeof(float));
+        sb->cap_bh = bh;
+    }
+    sb->B = B; sb->P = P; sb->horizon = H; sb->trained_len = trained_len; sb->S = S;
+    memcpy(sb->pad, r->pad, (size_t)B * sizeof(int));
+    for (int b = 0; b < B; b++) {
+        const int *row = r->tokens + (size_t)b * (P + H);   /* (P + H) */
+        memcpy(sb->tokens + (size_t)b * S, row, (size_t)S * sizeof(int));
+        for (int t = 0; t < trained_len; t++) {
+            size_t i = (size_t)b * trained_len + t;
+            sb->y[i] = row[P + t];
+            sb->mask[i] = r->mask[(size_t)b * H + t];
+            sb->sampler_lp[i] = r->logprobs[(size_t)b * H + t];
+        }
+    }
+    return 0;
+}
+
+void opd_step_gather_logits(float *dst, const float *logits, const opd_step_batch *sb, int V) {
+    const size_t row = (size_t)sb->trained_len * V;
+    for (int b = 0; b < sb->B; b++)
+        memcpy(dst + b * row, logits + ((size_t)b * sb->S + sb->P - 1) * V, row * sizeof(float));
+}
+
+void opd_step_scatter_dlogits(float *dlogits, const float *dh, const opd_step_batch *sb, int V) {
+    const size_t row = (size_t)sb->trained_len * V;
+    memset(dlogits, 0, (size_t)sb->B * sb->S * V * sizeof(float));
+    for (int b = 0; b < sb->B; b++)
+        memcpy(dlogits + ((size_t)b * sb->S + sb->P - 1) * V, dh + b * row, row * sizeof(float));
+}
+
+void opd_step_teacher_score(opd_model *teacher, const opd_step_batch *sb,
+                            float temperature, float *t_logits) {
+    const int V = teacher->cfg.vocab_size;
+    opd_model_forward_inference(teacher, sb->tokens, sb->pad, sb->B, sb->S);  /* logits only */
+    opd_step_gather_logits(t_logits, teacher->acts.logits, sb, V);
+    if (temperature != 1.0f) {
+        float inv = 1.0f / temperature;
+        for (size_t i = 0; i < (size_t)sb->B * sb->trained_len * V; i++) t_logits[i] *= inv;
+    }
+}
+void opd_step_student_forward(opd_model *student, const opd_step_batch *sb, float *s_logits) {
+    opd_model_forward(student, sb->tokens, sb->pad, sb->B, sb->S);
+    opd_step_gather_logits(s_logits, student->acts.logits, sb, student->cfg.vocab_size);
+}
+
+float opd_step_loss_backward(opd_model *student, const opd_loss_config *lc,
+                             const opd_step_batch *sb, opd_step_work *w) {
+    const int V = student->cfg.vocab_size;
+    float loss = opd_distill_loss(lc, w->s_logits, w->t_logits, sb->y, sb->mask, sb->sampler_lp,
+                                  sb->B, sb->trained_len, V, w->dlogits_h, w->per_token, w->rkl);
+    opd_step_scatter_dlogits(w->dlogits, w->dlogits_h, sb, V);
+    opd_model_alloc_grads(student);
+    opd_model_zero_grads(student);
+    opd_model_backward(student, w->dlogits);
+    return loss;
+}
+
+void opd_step_kl_stats(const opd_step_batch *sb, const float *rkl, int max_new_tokens,
+                       opd_step_stats *st) {
+    const int n_pos = sb->trained_len;
+    double kl_sum = 0, bsum[OPD_KL_BUCKETS] = {0}, bcnt[OPD_KL_BUCKETS] = {0}, n = 0;
+    for (int b = 0; b < sb->B; b++)
+        for (int t = 0; t < n_pos; t++) {
+            if (sb->mask[b * n_pos + t] <= 0.0f) continue;
+            double kl = rkl[b * n_pos + t];
+            int bk = (int)((long)t * OPD_KL_BUCKETS / max_new_tokens);
+            if (bk >= OPD_KL_BUCKETS) bk = OPD_KL_BUCKETS - 1;
+            kl_sum += kl; n += 1;
+            bsum[bk] += kl; bcnt[bk] += 1;
+        }
+    st->mean_rkl = n > 0 ? (float)(kl_sum / n) : 0.0f;
+    for (int i = 0; i < OPD_KL_BUCKETS; i++)
+        st->kl_bucket[i] = bcnt[i] > 0 ? (float)(bsum[i] / bcnt[i]) : NAN;
+}
+
+int opd_step_update(opd_model *student, opd_adamw *opt, long k, opd_step_stats *st) {
+    float gnorm = opd_grad_norm(student->grads_mem, student->num_params);
+    if (!isfinite(st->loss) || !isfinite(gnorm))
+        return opd_set_error("step %ld: non-finite loss %g or gradient norm %g", k, st->loss, gnorm);
+    st->lr = opd_lr_at(&opt->cfg, opt->step);
+    st->grad_norm = opd_adamw_update(opt, student);
+    return 0;
+}
+
+/* ------------------------------------------------------------ the step */
 
 int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
                      const opd_distill_config *c, const int *prompts,
@@ -78,98 +202,36 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
         return opd_set_error("teacher vocab %d != student vocab %d", teacher->cfg.vocab_size, V);
     memset(st, 0, sizeof *st);
     st->step = k;
+    opd_step_batch *sb = &w->batch;
 
-    /* 1. the horizon of this step */
-    const int H = opd_schedule_horizon(&c->schedule, k);
-    st->horizon = H;
-    if (P + H > student->cfg.max_seq_len || P + H > teacher->cfg.max_seq_len)
-        return opd_set_error("prompt %d + horizon %d exceeds max_seq_len (student %d, teacher %d)",
-                             P, H, student->cfg.max_seq_len, teacher->cfg.max_seq_len);
+    /* 1. the horizon H_k */
+    if (opd_step_horizon(c, k, P, &student->cfg, &teacher->cfg, &st->horizon) != 0) return -1;
 
-    /* 2. student rollout to H_k */
+    /* 2. the student's rollout to H_k; 3. its (B, trained_len) views */
     double t0 = opd_time();
-    opd_rollout_config rc = c->rollout;
-    rc.step = (uint32_t)k;
-    opd_rollout_free(&w->roll);
-    if (opd_rollout_sample(student, prompts, pad, seq_ids, B, P, H, &rc, &w->roll) != 0) return -1;
-    const opd_rollout *r = &w->roll;
-    /* Train on the longest rollout in the batch, not on H: when every
-     * sequence stopped at EOS early, the positions after it are all masked. */
-    int Hs = 0;
-    for (int b = 0; b < B; b++) {
-        if (r->length[b] > Hs) Hs = r->length[b];
-        st->truncated += r->truncated[b];
-    }
-    for (size_t i = 0; i < (size_t)B * H; i++) st->tokens += r->mask[i] > 0.0f;
-    st->trained_len = Hs;
+    if (opd_step_rollout(student, c, k, prompts, pad, seq_ids, B, P, st->horizon, &w->roll) != 0) return -1;
+    int rc = opd_step_compact(&w->roll, sb, st);
     st->sec_rollout = opd_time() - t0;
-    if (Hs == 0) return opd_set_error("step %ld: rollout generated no tokens", k);
+    if (rc != 0) return -1;
+    work_reserve(w, (size_t)B * sb->trained_len, (size_t)B * sb->S, V);
 
-    /* The scored sequence [x; y_1..y_{Hs-1}]: its last Hs rows predict y. */
-    const int Tq = P + Hs - 1;
-    work_reserve(w, (size_t)B * Hs, (size_t)B * Tq, V);
-    for (int b = 0; b < B; b++)
-        memcpy(w->seq_tokens + (size_t)b * Tq, r->tokens + (size_t)b * (P + H), (size_t)Tq * sizeof(int));
-    /* compact (B, Hs) views of the rollout's (B, H) arrays */
-    int *y = opd_malloc((size_t)B * Hs * sizeof(int));
-    float *mask = opd_malloc((size_t)B * Hs * sizeof(float));
-    float *slp = opd_malloc((size_t)B * Hs * sizeof(float));
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < Hs; t++) {
-            y[b * Hs + t] = r->tokens[(size_t)b * (P + H) + P + t];
-            mask[b * Hs + t] = r->mask[(size_t)b * H + t];
-            slp[b * Hs + t] = r->logprobs[(size_t)b * H + t];
-        }
-
-    /* 3. one teacher forward over [x; y] */
+    /* 4. one teacher forward over [x; y] */
     t0 = opd_time();
-    opd_model_forward_inference(teacher, w->seq_tokens, pad, B, Tq);   /* logits only */
-    gather_rollout_logits(w->t_logits, teacher->acts.logits, B, Tq, P, Hs, V);
-    if (c->teacher_temperature != 1.0f) {
-        float inv = 1.0f / c->teacher_temperature;
-        for (size_t i = 0; i < (size_t)B * Hs * V; i++) w->t_logits[i] *= inv;
-    }
+    opd_step_teacher_score(teacher, sb, c->teacher_temperature, w->t_logits);
     st->sec_teacher = opd_time() - t0;
 
-    /* 4. student forward + backward of the loss on the rollout tokens */
+    /* 5. student forward; 6. the loss and the backward */
     t0 = opd_time();
-    opd_model_forward(student, w->seq_tokens, pad, B, Tq);
-    gather_rollout_logits(w->s_logits, student->acts.logits, B, Tq, P, Hs, V);
-    st->loss = opd_distill_loss(&c->loss, w->s_logits, w->t_logits, y, mask, slp,
-                                B, Hs, V, w->dlogits_h, w->per_token, w->rkl);
-    scatter_rollout_grads(w->dlogits, w->dlogits_h, B, Tq, P, Hs, V);
-    opd_model_alloc_grads(student);
-    opd_model_zero_grads(student);
-    opd_model_backward(student, w->dlogits);
+    opd_step_student_forward(student, sb, w->s_logits);
+    st->loss = opd_step_loss_backward(student, &c->loss, sb, w);
     st->sec_student = opd_time() - t0;
 
-    /* reverse KL overall and by position bucket of the full horizon T */
-    double kl_sum = 0, bsum[OPD_KL_BUCKETS] = {0}, bcnt[OPD_KL_BUCKETS] = {0}, n = 0;
-    const int T = c->schedule.max_new_tokens;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < Hs; t++) {
-            if (mask[b * Hs + t] <= 0.0f) continue;
-            double kl = w->rkl[b * Hs + t];
-            int bk = (int)((long)t * OPD_KL_BUCKETS / T);
-            if (bk >= OPD_KL_BUCKETS) bk = OPD_KL_BUCKETS - 1;
-            kl_sum += kl; n += 1;
-            bsum[bk] += kl; bcnt[bk] += 1;
-        }
-    st->mean_rkl = n > 0 ? (float)(kl_sum / n) : 0.0f;
-    for (int i = 0; i < OPD_KL_BUCKETS; i++)
-        st->kl_bucket[i] = bcnt[i] > 0 ? (float)(bsum[i] / bcnt[i]) : NAN;
-    free(y);
-    free(mask);
-    free(slp);
+    /* 7. reverse KL overall and by position */
+    opd_step_kl_stats(sb, w->rkl, c->schedule.max_new_tokens, st);
 
-    /* 5. clip + AdamW; a non-finite loss or gradient stops the run before it
-     * reaches the weights, so the last checkpoint stays usable */
+    /* 8. clip + AdamW */
     t0 = opd_time();
-    float gnorm = opd_grad_norm(student->grads_mem, student->num_params);
-    if (!isfinite(st->loss) || !isfinite(gnorm))
-        return opd_set_error("step %ld: non-finite loss %g or gradient norm %g", k, st->loss, gnorm);
-    st->lr = opd_lr_at(&opt->cfg, opt->step);
-    st->grad_norm = opd_adamw_update(opt, student);
+    if (opd_step_update(student, opt, k, st) != 0) return -1;
     st->sec_optim = opd_time() - t0;
     st->peak_rss_kb = opd_peak_rss_kb();
     return 0;

@@ -396,7 +396,7 @@ static void put_step_common(harness *h, const opd_cuda_step_work *w, opd_cuda_mo
     put_host(h, "rollout.sampler_logprobs", r->logprobs);
     put_host(h, "rollout.length", r->length);
     put_host(h, "rollout.truncated", r->truncated);
-    put_device(h, "step.tokens", w->seq_tokens);
+    put_device(h, "step.tokens", w->tokens);
     put_device(h, "step.y", w->y);
     put_device(h, "step.mask", w->mask);
     int *y = opd_malloc((size_t)B * Hs * sizeof(int));
@@ -405,7 +405,7 @@ static void put_step_common(harness *h, const opd_cuda_step_work *w, opd_cuda_mo
     put_logprobs(h, "step.student_logprobs", w->s_logits, y, B * Hs, V);
     free(y);
     put_acts(h, "student", ds);   /* the step's own student forward */
-    if (!h->err) fail_if(h, opd_cuda_model_forward(h->cu, dt, w->seq_tokens, w->pad, B, Tq));
+    if (!h->err) fail_if(h, opd_cuda_model_forward(h->cu, dt, w->tokens, w->pad, B, Tq));
     if (!h->err) put_acts(h, "teacher", dt);
     (void)H;
 }

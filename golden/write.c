@@ -1,11 +1,12 @@
-/* golden.c — golden tensors (ref/SPEC.md section 8).
+/* write.c — the golden tensors' writer (ref/SPEC.md section 8).
  *
  * The writer runs a fixed tiny teacher/student pair through one OPD step
- * (ref/SPEC.md section 6), stage by stage as opd_distill_step does it, and keeps
+ * (ref/SPEC.md section 6), calling the step's own stage functions
+ * (ref/opd_step.c) one at a time, and keeps
  * every intermediate as a named tensor; then each layer function alone on
  * fixed random inputs. The manifest gives every tensor a tolerance for a
  * CANDIDATE implementation, by class (see tol_classes below and README.md).
- * The checker compares two such files tensor by tensor. */
+ * The checker (check.c) compares two such files tensor by tensor. */
 #include "golden.h"
 
 #include <errno.h>
@@ -271,67 +272,75 @@ static int write_step(const char *dir, json_t *entries, const opd_config *prod) 
     put(&w, T_EXACT, "fixed input", OPD_I32, pad, SHAPE(B), "input.pad");
     put(&w, T_EXACT, "fixed input", OPD_I32, seq_ids_i, SHAPE(B), "input.seq_ids");
 
-    /* 2. student rollout to H (step k = 0, schedule full with T = H) */
-    opd_rollout_config rc = {.eos_id = G_EOS, .pad_id = G_PAD, .seed = G_ROLLOUT_SEED, .step = 0};
-    opd_sampler_config_default(&rc.sampler);
-    opd_rollout r;
-    if (opd_rollout_sample(&s, prompts, pad, seq_ids, B, P, H, &rc, &r) != 0) {
-        opd_model_free(&s); opd_model_free(&t); opd_st_free(&w.st);
-        return -1;
-    }
+    /* The step's stages are opd_distill_step's own (ref/opd_step.c), called
+     * one at a time so every intermediate can be written: k = 0, schedule
+     * full with T = H, each loss from the same weights. */
+    opd_distill_config dc;
+    opd_distill_config_default(&dc, H);
+    dc.rollout.eos_id = G_EOS;
+    dc.rollout.pad_id = G_PAD;
+    dc.rollout.seed = G_ROLLOUT_SEED;
+    opd_step_work sw;
+    memset(&sw, 0, sizeof sw);
+    opd_step_stats st;
+    memset(&st, 0, sizeof st);
+    opd_step_batch *sb = &sw.batch;
+    opd_rollout *r = &sw.roll;
+    float *w0 = NULL, *row = NULL, *t_lp = NULL, *s_lp = NULL;
+    int rc_ = -1, Hk = 0;
+
+    /* 1. the horizon; 2. the student's rollout to it */
+    if (opd_step_horizon(&dc, 0, P, &sc, &tc, &Hk) != 0 ||
+        opd_step_rollout(&s, &dc, 0, prompts, pad, seq_ids, B, P, Hk, r) != 0)
+        goto done;
     const char *rfn = "opd_rollout_sample (KV-cached opd_model_decode_step + opd_sample_token)";
-    put(&w, T_EXACT, rfn, OPD_I32, r.tokens, SHAPE(B, P + H), "rollout.tokens");
-    put(&w, T_EXACT, rfn, OPD_F32, r.mask, SHAPE(B, H), "rollout.mask");
-    put(&w, T_SOFTMAX, rfn, OPD_F32, r.logprobs, SHAPE(B, H), "rollout.sampler_logprobs");
-    put(&w, T_EXACT, rfn, OPD_I32, r.length, SHAPE(B), "rollout.length");
-    put(&w, T_EXACT, rfn, OPD_I32, r.truncated, SHAPE(B), "rollout.truncated");
-    int Hs = 0;
-    for (int b = 0; b < B; b++) if (r.length[b] > Hs) Hs = r.length[b];
-    const int Tq = P + Hs - 1;
-    int *seq = opd_malloc(sizeof(int) * B * Tq), *y = opd_malloc(sizeof(int) * B * Hs);
-    float *mask = opd_malloc(sizeof(float) * B * Hs), *slp = opd_malloc(sizeof(float) * B * Hs);
-    for (int b = 0; b < B; b++) {
-        memcpy(seq + b * Tq, r.tokens + b * (P + H), sizeof(int) * Tq);
-        for (int i = 0; i < Hs; i++) {
-            y[b * Hs + i] = r.tokens[b * (P + H) + P + i];
-            mask[b * Hs + i] = r.mask[b * H + i];
-            slp[b * Hs + i] = r.logprobs[b * H + i];
-        }
-    }
-    put(&w, T_EXACT, "[x; y_1..y_{Hs-1}] scored by both models", OPD_I32, seq, SHAPE(B, Tq), "step.tokens");
-    put(&w, T_EXACT, "rollout tokens y", OPD_I32, y, SHAPE(B, Hs), "step.y");
-    put(&w, T_EXACT, "rollout mask", OPD_F32, mask, SHAPE(B, Hs), "step.mask");
+    put(&w, T_EXACT, rfn, OPD_I32, r->tokens, SHAPE(B, P + H), "rollout.tokens");
+    put(&w, T_EXACT, rfn, OPD_F32, r->mask, SHAPE(B, H), "rollout.mask");
+    put(&w, T_SOFTMAX, rfn, OPD_F32, r->logprobs, SHAPE(B, H), "rollout.sampler_logprobs");
+    put(&w, T_EXACT, rfn, OPD_I32, r->length, SHAPE(B), "rollout.length");
+    put(&w, T_EXACT, rfn, OPD_I32, r->truncated, SHAPE(B), "rollout.truncated");
 
-    /* 3. teacher forward; 4. student forward, on the same tokens */
-    float *t_logits = opd_malloc(sizeof(float) * B * Hs * V);
-    float *s_logits = opd_malloc(sizeof(float) * B * Hs * V);
-    opd_model_forward(&t, seq, pad, B, Tq);
+    /* 3. the (B, trained_len) views */
+    if (opd_step_compact(r, sb, &st) != 0) goto done;
+    const int n_pos = sb->trained_len, S = sb->S;
+    put(&w, T_EXACT, "opd_step_compact: [x; y_1..y_{trained_len-1}] scored by both models", OPD_I32,
+        sb->tokens, SHAPE(B, S), "step.tokens");
+    put(&w, T_EXACT, "opd_step_compact: rollout tokens y", OPD_I32, sb->y, SHAPE(B, n_pos), "step.y");
+    put(&w, T_EXACT, "opd_step_compact: rollout mask", OPD_F32, sb->mask, SHAPE(B, n_pos), "step.mask");
+
+    /* 4. the teacher's scores; 5. the student forward, on the same tokens */
+    sw.t_logits = opd_malloc(sizeof(float) * B * n_pos * V);
+    sw.s_logits = opd_malloc(sizeof(float) * B * n_pos * V);
+    sw.dlogits_h = opd_malloc(sizeof(float) * B * n_pos * V);
+    sw.dlogits = opd_malloc(sizeof(float) * B * S * V);
+    sw.per_token = opd_malloc(sizeof(float) * B * n_pos);
+    sw.rkl = opd_malloc(sizeof(float) * B * n_pos);
+    sw.cap_bh = (size_t)B * n_pos;
+    sw.cap_bs = (size_t)B * S;
+    opd_step_teacher_score(&t, sb, dc.teacher_temperature, sw.t_logits);
+    /* the teacher's activations: the stage keeps one layer of them, so one
+     * full forward of the same tokens (bit-identical logits) records them */
+    opd_model_forward(&t, sb->tokens, sb->pad, B, S);
     put_acts(&w, "teacher", &t);
-    for (int b = 0; b < B; b++)
-        memcpy(t_logits + (size_t)b * Hs * V, t.acts.logits + ((size_t)b * Tq + P - 1) * V, sizeof(float) * Hs * V);
-    opd_model_forward(&s, seq, pad, B, Tq);
+    opd_step_student_forward(&s, sb, sw.s_logits);
     put_acts(&w, "student", &s);
-    for (int b = 0; b < B; b++)
-        memcpy(s_logits + (size_t)b * Hs * V, s.acts.logits + ((size_t)b * Tq + P - 1) * V, sizeof(float) * Hs * V);
     /* per-token log-probs of y under both models (temperature 1) */
-    float *row = opd_malloc(sizeof(float) * V), *t_lp = opd_malloc(sizeof(float) * B * Hs);
-    float *s_lp = opd_malloc(sizeof(float) * B * Hs);
-    for (int i = 0; i < B * Hs; i++) {
-        opd_log_softmax(row, t_logits + (size_t)i * V, V);
-        t_lp[i] = row[y[i]];
-        opd_log_softmax(row, s_logits + (size_t)i * V, V);
-        s_lp[i] = row[y[i]];
+    row = opd_malloc(sizeof(float) * V);
+    t_lp = opd_malloc(sizeof(float) * B * n_pos);
+    s_lp = opd_malloc(sizeof(float) * B * n_pos);
+    for (int i = 0; i < B * n_pos; i++) {
+        opd_log_softmax(row, sw.t_logits + (size_t)i * V, V);
+        t_lp[i] = row[sb->y[i]];
+        opd_log_softmax(row, sw.s_logits + (size_t)i * V, V);
+        s_lp[i] = row[sb->y[i]];
     }
-    put(&w, T_SOFTMAX, "opd_log_softmax(teacher logits)[y]", OPD_F32, t_lp, SHAPE(B, Hs), "step.teacher_logprobs");
-    put(&w, T_SOFTMAX, "opd_log_softmax(student logits)[y]", OPD_F32, s_lp, SHAPE(B, Hs), "step.student_logprobs");
+    put(&w, T_SOFTMAX, "opd_log_softmax(teacher logits)[y]", OPD_F32, t_lp, SHAPE(B, n_pos), "step.teacher_logprobs");
+    put(&w, T_SOFTMAX, "opd_log_softmax(student logits)[y]", OPD_F32, s_lp, SHAPE(B, n_pos), "step.student_logprobs");
 
-    /* 4-5. each loss: loss, backward, clip + AdamW from the same weights */
-    /* the weights each loss starts from (one loss at a production shape: no copy) */
-    float *w0 = prod ? NULL : opd_malloc(sizeof(float) * s.num_params);
+    /* 6. each loss and the backward; 8. clip + AdamW, from the same weights
+     * (one loss at a production shape: no copy) */
+    w0 = prod ? NULL : opd_malloc(sizeof(float) * s.num_params);
     if (w0) memcpy(w0, s.params_mem, sizeof(float) * s.num_params);
-    float *dl_h = opd_malloc(sizeof(float) * B * Hs * V), *dl = opd_malloc(sizeof(float) * B * Tq * V);
-    float *per_tok = opd_malloc(sizeof(float) * B * Hs), *rkl = opd_malloc(sizeof(float) * B * Hs);
-    opd_model_alloc_grads(&s);
     int last_loss = prod ? OPD_LOSS_RKL_SAMPLED : OPD_LOSS_RKL_SEQ;
     for (int kind = OPD_LOSS_RKL_SAMPLED; kind <= last_loss; kind++) {
         opd_loss_config lc;
@@ -343,17 +352,11 @@ static int write_step(const char *dir, json_t *entries, const opd_config *prod) 
         const char *ln = opd_loss_name(lc.kind);
         char f[160], pre[96];
         snprintf(f, sizeof f, "opd_distill_loss(%s, token mean, beta 0.5, topk 4, gamma %.1f)", ln, lc.gamma);
-        float loss = opd_distill_loss(&lc, s_logits, t_logits, y, mask, slp, B, Hs, V, dl_h, per_tok, rkl);
+        float loss = opd_step_loss_backward(&s, &lc, sb, &sw);
         put(&w, T_SOFTMAX, f, OPD_F32, &loss, SHAPE(1), "loss.%s.value", ln);
-        put(&w, T_SOFTMAX, f, OPD_F32, per_tok, SHAPE(B, Hs), "loss.%s.per_token", ln);
-        put(&w, T_SOFTMAX, f, OPD_F32, rkl, SHAPE(B, Hs), "loss.%s.rkl", ln);
-        put(&w, T_SOFTMAX, f, OPD_F32, dl_h, SHAPE(B, Hs, V), "loss.%s.dlogits", ln);
-        /* rows P-1 .. P+Hs-2 of the (B, Tq) sequence predict y */
-        memset(dl, 0, sizeof(float) * B * Tq * V);
-        for (int b = 0; b < B; b++)
-            memcpy(dl + ((size_t)b * Tq + P - 1) * V, dl_h + (size_t)b * Hs * V, sizeof(float) * Hs * V);
-        opd_model_zero_grads(&s);
-        opd_model_backward(&s, dl);
+        put(&w, T_SOFTMAX, f, OPD_F32, sw.per_token, SHAPE(B, n_pos), "loss.%s.per_token", ln);
+        put(&w, T_SOFTMAX, f, OPD_F32, sw.rkl, SHAPE(B, n_pos), "loss.%s.rkl", ln);
+        put(&w, T_SOFTMAX, f, OPD_F32, sw.dlogits_h, SHAPE(B, n_pos, V), "loss.%s.dlogits", ln);
         snprintf(pre, sizeof pre, "loss.%s.student.grad.", ln);
         put_params(&w, T_GRAD, "opd_model_backward", &sc, s.grads_mem, pre);
         if (prod) {
@@ -365,8 +368,9 @@ static int write_step(const char *dir, json_t *entries, const opd_config *prod) 
         opd_optim_config_default(&oc);
         opd_adamw opt;
         opd_adamw_init(&opt, &oc, s.num_params);
-        float gnorm = opd_adamw_update(&opt, &s);
-        put(&w, T_SOFTMAX, "opd_grad_norm (before clipping)", OPD_F32, &gnorm, SHAPE(1), "loss.%s.grad_norm", ln);
+        st.loss = loss;
+        if (opd_step_update(&s, &opt, 0, &st) != 0) { opd_adamw_free(&opt); goto done; }
+        put(&w, T_SOFTMAX, "opd_grad_norm (before clipping)", OPD_F32, &st.grad_norm, SHAPE(1), "loss.%s.grad_norm", ln);
         snprintf(pre, sizeof pre, "loss.%s.student.updated.", ln);
         put_params(&w, T_ADAM, "opd_adamw_update (clip 1.0, lr 1e-3, wd 0.01)", &sc, s.params_mem, pre);
         snprintf(pre, sizeof pre, "loss.%s.adamw.m.", ln);
@@ -389,15 +393,14 @@ static int write_step(const char *dir, json_t *entries, const opd_config *prod) 
         put(&w, T_EXACT, f, OPD_I32, hk, SHAPE(G_SCHED_N), "schedule.%s", opd_schedule_name(sch.kind));
     }
 
-    int rc_ = -1;
     if (!w.err) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, w.file);
         rc_ = opd_st_write(&w.st, path);
     }
-    free(seq); free(y); free(mask); free(slp); free(t_logits); free(s_logits);
-    free(row); free(t_lp); free(s_lp); free(w0); free(dl_h); free(dl); free(per_tok); free(rkl);
-    opd_rollout_free(&r);
+done:
+    free(row); free(t_lp); free(s_lp); free(w0);
+    opd_step_work_free(&sw);
     opd_model_free(&s);
     opd_model_free(&t);
     opd_st_free(&w.st);
@@ -658,311 +661,4 @@ int opd_golden_write_shape(const char *dir, const opd_config *prod, int keep_bac
     json_decref(root);
     opd_matmul_set_backend(saved);
     return rc;
-}
-
-/* --------------------------------------------------------------- compare */
-/* Map a float's bits onto a line of integers where neighbours differ by 1
- * (negative floats mirrored), so |a - b| is the ULP distance; +0 == -0. */
-static int64_t f32_ordered(float x) {
-    int32_t i;
-    memcpy(&i, &x, 4);
-    return i >= 0 ? (int64_t)i : -(int64_t)(i & 0x7fffffff);
-}
-
-static double f64_ulp(double a, double b) {
-    int64_t i, j;
-    memcpy(&i, &a, 8);
-    memcpy(&j, &b, 8);
-    double oi = i >= 0 ? (double)i : -(double)(i & INT64_MAX);
-    double oj = j >= 0 ? (double)j : -(double)(j & INT64_MAX);
-    return fabs(oi - oj);
-}
-
-static double element(const opd_st_tensor *t, size_t i) {
-    switch (t->dtype) {
-    case OPD_F32: return ((const float *)t->data)[i];
-    case OPD_F64: return ((const double *)t->data)[i];
-    case OPD_I32: return ((const int32_t *)t->data)[i];
-    case OPD_I64: return (double)((const int64_t *)t->data)[i];
-    case OPD_U8: return ((const uint8_t *)t->data)[i];
-    }
-    return 0;
-}
-
-int opd_golden_compare(const opd_st_tensor *ref, const opd_st_tensor *cand,
-                       const opd_golden_tol *tol, opd_golden_diff *d) {
-    memset(d, 0, sizeof *d);
-    if (ref->dtype != cand->dtype)
-        return opd_set_error("dtype %s, candidate has %s", opd_dtype_name(ref->dtype),
-                             opd_dtype_name(cand->dtype));
-    int same = ref->ndim == cand->ndim;
-    for (int i = 0; same && i < ref->ndim; i++) same = ref->shape[i] == cand->shape[i];
-    if (!same) {
-        char a[96] = "", b[96] = "";
-        for (int i = 0; i < ref->ndim; i++)
-            snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", i ? "," : "", (long long)ref->shape[i]);
-        for (int i = 0; i < cand->ndim; i++)
-            snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", i ? "," : "", (long long)cand->shape[i]);
-        return opd_set_error("shape (%s), candidate has (%s)", a, b);
-    }
-    const size_t es = opd_dtype_size(ref->dtype), n = es ? ref->nbytes / es : 0;
-    const int exact = tol->max_abs == 0 && tol->max_rel == 0 && tol->max_ulp == 0 && tol->nmse == 0;
-    const int is_float = ref->dtype == OPD_F32 || ref->dtype == OPD_F64;
-    double sum_d2 = 0, sum_r2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        double r = element(ref, i), c = element(cand, i), diff, ulp;
-        if (isnan(r) || isnan(c)) {
-            diff = ulp = isnan(r) && isnan(c) ? 0 : INFINITY;
-        } else if (r == c) {
-            diff = ulp = 0;
-        } else {
-            diff = fabs(c - r);   /* inf when one side is inf */
-            if (ref->dtype == OPD_F32)
-                ulp = (double)llabs(f32_ordered((float)c) - f32_ordered((float)r));
-            else if (ref->dtype == OPD_F64) ulp = f64_ulp(c, r);
-            else ulp = diff;
-        }
-        double rel = diff == 0 ? 0 : r != 0 ? diff / fabs(r) : INFINITY;
-        if (diff > d->max_abs || isnan(diff)) d->max_abs = diff;
-        if (rel > d->max_rel) d->max_rel = rel;
-        if (ulp > d->max_ulp) d->max_ulp = ulp;
-        sum_d2 += diff * diff;
-        sum_r2 += r * r;
-        int ok;
-        if (exact) /* bit for bit (a flipped low bit, or -0 for +0, fails) */
-            ok = memcmp((const char *)ref->data + i * es, (const char *)cand->data + i * es, es) == 0;
-        else
-            ok = diff == 0 || diff <= tol->max_abs || diff <= tol->max_rel * fabs(r) ||
-                 (is_float && ulp <= tol->max_ulp);
-        if (!ok) d->n_bad++;
-    }
-    d->nmse = sum_d2 == 0 ? 0 : sum_r2 > 0 ? sum_d2 / sum_r2 : INFINITY;
-    d->pass = d->n_bad == 0 && (exact || d->nmse <= tol->nmse);
-    return 0;
-}
-
-/* ----------------------------------------------------------------- check */
-typedef struct {
-    char *file, *name;
-    opd_golden_tol tol;
-} manifest_entry;
-
-typedef struct {
-    int n;
-    manifest_entry *e;
-} manifest;
-
-static void manifest_free(manifest *m) {
-    for (int i = 0; i < m->n; i++) { free(m->e[i].file); free(m->e[i].name); }
-    free(m->e);
-    memset(m, 0, sizeof *m);
-}
-
-static int entry_cmp(const void *a, const void *b) {
-    const manifest_entry *x = a, *y = b;
-    int c = strcmp(x->file, y->file);
-    return c ? c : strcmp(x->name, y->name);
-}
-
-/* A manifest names files inside the golden directory: a bare file name, so
- * that "../../elsewhere.safetensors" or "/etc/x" cannot point outside it. */
-static int plain_file_name(const char *f) {
-    return f[0] != '\0' && strchr(f, '/') == NULL && strcmp(f, ".") != 0 && strcmp(f, "..") != 0;
-}
-
-static int manifest_load(const char *path, manifest *m) {
-    memset(m, 0, sizeof *m);
-    json_error_t jerr;
-    FILE *f = opd_fopen_input(path);
-    if (!f) return -1;
-    /* a manifest is kilobytes (100,000 tensors: ~12 MB); cap what is parsed */
-    struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && sb.st_size > (off_t)256 << 20) {
-        fclose(f);
-        return opd_set_error("%s: %lld bytes, larger than the 256 MiB a manifest may be", path,
-                             (long long)sb.st_size);
-    }
-    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
-    fclose(f);
-    if (!root) return opd_set_error("%s: line %d: %s", path, jerr.line, jerr.text);
-    json_t *ts = json_object_get(root, "tensors");
-    if (!json_is_array(ts)) {
-        json_decref(root);
-        return opd_set_error("%s: no \"tensors\" array (not an opd golden manifest)", path);
-    }
-    m->e = opd_calloc(json_array_size(ts) + 1, sizeof *m->e);
-    for (size_t i = 0; i < json_array_size(ts); i++) {
-        const char *file, *name;
-        double a, r, u, q;
-        if (json_unpack(json_array_get(ts, i), "{s:s, s:s, s:F, s:F, s:F, s:F}", "file", &file,
-                        "name", &name, "max_abs", &a, "max_rel", &r, "max_ulp", &u, "nmse", &q) != 0 ||
-            a < 0 || r < 0 || u < 0 || q < 0) {
-            manifest_free(m);
-            json_decref(root);
-            return opd_set_error("%s: tensor entry %zu: need file, name and non-negative "
-                                 "max_abs, max_rel, max_ulp, nmse", path, i);
-        }
-        if (!plain_file_name(file)) {
-            opd_set_error("%s: tensor entry %zu: file \"%.100s\" is not a plain file name "
-                          "(a path leaving the golden directory is refused)", path, i, file);
-            manifest_free(m);
-            json_decref(root);   /* `file` belongs to root: freed after the message */
-            return -1;
-        }
-        manifest_entry *e = &m->e[m->n++];
-        e->file = strdup(file);
-        e->name = strdup(name);
-        if (!e->file || !e->name) { fprintf(stderr, "opd: out of memory\n"); abort(); }
-        e->tol = (opd_golden_tol){a, r, u, q};
-    }
-    json_decref(root);
-    /* sorted by (file, name): looked up by binary search, not scanned per
-     * tensor (100,000 tensors were quadratic) */
-    qsort(m->e, m->n, sizeof *m->e, entry_cmp);
-    for (int i = 1; i < m->n; i++)
-        if (entry_cmp(&m->e[i - 1], &m->e[i]) == 0) {
-            opd_set_error("%s: tensor '%s' of %s is listed twice", path, m->e[i].name, m->e[i].file);
-            manifest_free(m);
-            return -1;
-        }
-    return 0;
-}
-
-static const manifest_entry *manifest_find(const manifest *m, const char *file, const char *name) {
-    manifest_entry key = {.file = (char *)file, .name = (char *)name};
-    return m->n ? bsearch(&key, m->e, m->n, sizeof *m->e, entry_cmp) : NULL;
-}
-
-static int is_dir(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int file_exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* the error for a REF or CANDIDATE that is neither a file nor a directory */
-static int not_found(const char *p) {
-    struct stat sb;
-    if (stat(p, &sb) != 0) return opd_set_error("%s: %s", p, strerror(errno));
-    return opd_set_error("%s: neither a regular file nor a directory (a FIFO or a device?)", p);
-}
-
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-static void shape_str(char *buf, size_t n, const opd_st_tensor *t) {
-    int k = snprintf(buf, n, "%s(", opd_dtype_name(t->dtype));
-    for (int i = 0; i < t->ndim && k < (int)n; i++)
-        k += snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)t->shape[i]);
-    if (k < (int)n) snprintf(buf + k, n - k, ")");
-}
-
-/* Compare one pair of files; counts into *np / *nf. */
-static int check_file(const char *ref_path, const char *cand_path, const char *file,
-                      const manifest *m, const opd_golden_check_opts *o, int *np, int *nf) {
-    opd_safetensors r, c;
-    opd_st_init(&r);
-    opd_st_init(&c);
-    if (opd_st_read(ref_path, &r) != 0) return -1;
-    if (opd_st_read(cand_path, &c) != 0) { opd_st_free(&r); return -1; }
-    FILE *out = o->out;
-    if (out && !o->quiet)
-        fprintf(out, "%-64s %-14s %10s %10s %9s %10s  %s\n", file, "dtype(shape)", "max_abs",
-                "max_rel", "max_ulp", "nmse", "result");
-    int unlisted = 0;
-    for (int i = 0; i < r.n; i++) {
-        const opd_st_tensor *rt = &r.t[i];
-        const opd_st_tensor *ct = opd_st_find(&c, rt->name);
-        char shp[64];
-        shape_str(shp, sizeof shp, rt);
-        if (!ct) {
-            (*nf)++;
-            if (out) fprintf(out, "%-64s %-14s FAIL: missing in the candidate\n", rt->name, shp);
-            continue;
-        }
-        opd_golden_tol tol = {0, 0, 0, 0};
-        const manifest_entry *e = o->exact || !m ? NULL : manifest_find(m, file, rt->name);
-        if (e) tol = e->tol;
-        else if (!o->exact && m) unlisted++;
-        opd_golden_diff d;
-        if (opd_golden_compare(rt, ct, &tol, &d) != 0) {
-            (*nf)++;
-            if (out) fprintf(out, "%-64s %-14s FAIL: %s\n", rt->name, shp, opd_last_error());
-            continue;
-        }
-        if (d.pass) (*np)++;
-        else (*nf)++;
-        if (out && (!o->quiet || !d.pass)) {
-            char verdict[96];
-            if (d.pass) snprintf(verdict, sizeof verdict, "ok");
-            else snprintf(verdict, sizeof verdict, "FAIL (%zu bad, tol abs %.3g rel %.3g ulp %.0f nmse %.3g)",
-                          d.n_bad, tol.max_abs, tol.max_rel, tol.max_ulp, tol.nmse);
-            fprintf(out, "%-64s %-14s %10.3e %10.3e %9.0f %10.3e  %s\n", rt->name, shp, d.max_abs,
-                    d.max_rel, d.max_ulp, d.nmse, verdict);
-        }
-    }
-    if (out && unlisted)
-        fprintf(out, "note: %d tensor(s) of %s are not in the manifest: compared exactly\n", unlisted, file);
-    opd_st_free(&r);
-    opd_st_free(&c);
-    return 0;
-}
-
-int opd_golden_check(const char *ref, const char *cand, const opd_golden_check_opts *o,
-                     int *n_pass, int *n_fail) {
-    *n_pass = *n_fail = 0;
-    int ref_dir = is_dir(ref), cand_dir = is_dir(cand);
-    if (!ref_dir && !file_exists(ref)) return not_found(ref);
-    if (!cand_dir && !file_exists(cand)) return not_found(cand);
-    if (ref_dir && !cand_dir)
-        return opd_set_error("%s is a directory but %s is not: compare two directories or two files", ref, cand);
-    char mpath[4096] = "";
-    if (o->manifest) {
-        snprintf(mpath, sizeof mpath, "%s", o->manifest);
-    } else {
-        const char *slash = strrchr(ref, '/');
-        if (ref_dir) snprintf(mpath, sizeof mpath, "%s/%s", ref, OPD_GOLDEN_MANIFEST);
-        else if (slash) snprintf(mpath, sizeof mpath, "%.*s/%s", (int)(slash - ref), ref, OPD_GOLDEN_MANIFEST);
-        else snprintf(mpath, sizeof mpath, "%s", OPD_GOLDEN_MANIFEST);
-        if (!file_exists(mpath)) {
-            if (ref_dir) return opd_set_error("%s: no %s (a golden directory needs its manifest)", ref, OPD_GOLDEN_MANIFEST);
-            mpath[0] = 0;   /* a lone file: exact comparison */
-        }
-    }
-    manifest m = {0};
-    int have_m = 0;
-    if (mpath[0] && (!o->exact || ref_dir)) {
-        if (manifest_load(mpath, &m) != 0) return -1;
-        have_m = 1;
-    }
-    if (o->out && !have_m && !o->exact)
-        fprintf(o->out, "note: no manifest next to %s: comparing exactly\n", ref);
-    int rc = 0;
-    if (ref_dir) {
-        /* every file the manifest names (sorted: each file's entries are adjacent) */
-        for (int i = 0; i < m.n && rc == 0; i++) {
-            if (i > 0 && !strcmp(m.e[i - 1].file, m.e[i].file)) continue;
-            char rp[4096], cp[4096];
-            snprintf(rp, sizeof rp, "%s/%s", ref, m.e[i].file);
-            snprintf(cp, sizeof cp, "%s/%s", cand, m.e[i].file);
-            rc = check_file(rp, cp, m.e[i].file, &m, o, n_pass, n_fail);
-        }
-    } else {
-        const char *cp = cand;
-        char buf[4096];
-        if (cand_dir) { snprintf(buf, sizeof buf, "%s/%s", cand, base_name(ref)); cp = buf; }
-        rc = check_file(ref, cp, base_name(ref), have_m ? &m : NULL, o, n_pass, n_fail);
-    }
-    manifest_free(&m);
-    if (rc != 0) return -1;
-    if (o->out) fprintf(o->out, "golden: %d passed, %d failed\n", *n_pass, *n_fail);
-    /* a check that compared nothing proves nothing */
-    if (*n_pass + *n_fail == 0)
-        return opd_set_error("%s: nothing was compared (an empty manifest, or files without tensors)", ref);
-    return *n_fail ? 1 : 0;
 }
