@@ -485,18 +485,23 @@ extern "C" int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad,
     return 0;
 }
 
-extern "C" int opd_cuda_kv_cache_write(opd_cuda *cu, float *cache, const float *x, int B,
-                                       int cap, int kvd, int t) {
-    // B rows of kvd floats, each to row t of its sequence's (cap, kvd) block
-    size_t row = (size_t)kvd * sizeof(float);
-    CUDA_CHECK(cudaMemcpy2DAsync(cache + (size_t)t * kvd, (size_t)cap * row, x, row, row, B,
+extern "C" int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const float *k,
+                                       const float *v, int B, int cap, int kvd, int t) {
+    const size_t fl = sizeof(float), row = (size_t)kvd * fl;
+    // keys (B, kvd, cap): the B*kvd floats of k, each to column t of its row
+    CUDA_CHECK(cudaMemcpy2DAsync(kc + t, (size_t)cap * fl, k, fl, fl, (size_t)B * kvd,
+                                 cudaMemcpyDeviceToDevice, cu->stream));
+    // values (B, cap, kvd): B rows of kvd floats, each to row t of its sequence's block
+    CUDA_CHECK(cudaMemcpy2DAsync(vc + (size_t)t * kvd, (size_t)cap * row, v, row, row, B,
                                  cudaMemcpyDeviceToDevice, cu->stream));
     return 0;
 }
 
-/* One thread per (sequence, query head), the loop of ref/decode.c verbatim
- * (including its 1/sum multiply), so the logits the sampler sees are the
- * CPU's up to rounding. The att row is this thread's own scratch. */
+/* One thread per (sequence, query head), the loop of attention_decode_forward
+ * (ref/layers.c) with n = 1 over the same cache layout (keys transposed),
+ * including its 1/sum multiply, so the logits the sampler sees are the CPU's
+ * up to rounding (expf, not opd_expf). The att row is this thread's own
+ * scratch. */
 __global__ void decode_attention_kernel(float *out, float *att, const float *q,
                                         const float *kc, const float *vc, const int *pad,
                                         int B, int cap, int t, int NH, int NKV, int hd) {
@@ -508,14 +513,13 @@ __global__ void decode_attention_kernel(float *out, float *att, const float *q,
     int pb = pad ? pad[b] : 0;
     int j0 = t >= pb ? pb : t;
     const float *qh = q + (size_t)b * qd + h * hd;
-    const float *kb = kc + (size_t)b * cap * kvd + (h / group) * hd;
+    const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * cap;   // (hd, cap)
     const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
     float *a = att + ((size_t)b * NH + h) * cap;
     float maxv = -INFINITY;
     for (int j = j0; j <= t; j++) {
-        const float *kj = kb + (size_t)j * kvd;
         float dot = 0.0f;
-        for (int i = 0; i < hd; i++) dot += qh[i] * kj[i];
+        for (int i = 0; i < hd; i++) dot = fmaf(qh[i], kT[(size_t)i * cap + j], dot);
         a[j] = dot * scale;
         if (a[j] > maxv) maxv = a[j];
     }

@@ -395,11 +395,10 @@ int opd_cuda_model_decode_step(opd_cuda *cu, const opd_cuda_model *m, opd_cuda_k
         TRY(opd_cuda_rope_forward(cu, s->q, s->pos, B, NH, hd, cfg->rope_theta));
         TRY(opd_cuda_rope_forward(cu, s->k, s->pos, B, NKV, hd, cfg->rope_theta));
 
-        /* this layer's cache (B, cap, kvd): write position t, attend over pad[b]..t */
+        /* this layer's cache (the CPU's layout): write position t, attend over pad[b]..t */
         float *kc = c->k + (size_t)l * c->B * cap * kvd;
         float *vc = c->v + (size_t)l * c->B * cap * kvd;
-        TRY(opd_cuda_kv_cache_write(cu, kc, s->k, B, cap, kvd, t));
-        TRY(opd_cuda_kv_cache_write(cu, vc, s->v, B, cap, kvd, t));
+        TRY(opd_cuda_kv_cache_write(cu, kc, vc, s->k, s->v, B, cap, kvd, t));
         TRY(opd_cuda_decode_attention(cu, s->atty, s->att, s->q, kc, vc, pad, B, cap, t, NH, NKV, hd));
 
         /* h = x + Wo atty */

@@ -113,13 +113,15 @@ int opd_cuda_scale(opd_cuda *cu, float *x, float s, size_t n);
  * pos (B) = t - pad[b] for a real token at position t, 0 for a pad position
  * (pad device or NULL: t). */
 int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad, int B, int t);
-/* cache (B, cap, kvd): row t of every sequence = x (B, kvd) */
-int opd_cuda_kv_cache_write(opd_cuda *cu, float *cache, const float *x, int B,
-                            int cap, int kvd, int t);
+/* Position t of every sequence into one layer's cache, in the CPU's layout
+ * (opd_kv_cache_write): keys kc (B, kvd, cap) transposed, values vc (B, cap,
+ * kvd); k, v (B, kvd). */
+int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const float *k,
+                            const float *v, int B, int cap, int kvd, int t);
 /* One query per sequence at position t attending over its cached positions
  * pad[b]..t (a pad position attends to itself only), exactly the loop of
- * opd_model_decode_step: q (B, NH*hd); kc, vc (B, cap, NKV*hd) this layer's
- * cache with position t already written; out (B, NH*hd); att (B, NH, cap)
+ * attention_decode_forward with n = 1: q (B, NH*hd); kc (B, NKV*hd, cap),
+ * vc (B, cap, NKV*hd) this layer's cache with position t already written; out (B, NH*hd); att (B, NH, cap)
  * scratch. pad (B) device or NULL. */
 int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float *q,
                               const float *kc, const float *vc, const int *pad,
@@ -215,7 +217,8 @@ int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogit
 /* ------------------------------------------------ KV cache and decode */
 typedef struct {
     int L, B, cap, kv_dim;   /* as opd_kv_cache */
-    float *k, *v;            /* device (L, B, cap, NKV*hd) */
+    float *k;                /* device (L, B, NKV*hd, cap), keys transposed, as opd_kv_cache */
+    float *v;                /* device (L, B, cap, NKV*hd) */
 } opd_cuda_kv_cache;
 typedef struct {
     int B, cap;

@@ -5,7 +5,7 @@
  * The cache is sized by cap = prompt + horizon H_k, not by max_seq_len: with
  * a truncated (TOPD) or progressive (POPD) horizon the memory saving is real. */
 #include "opd.h"
-#include "vecmat.h"
+#include "block.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -32,6 +32,25 @@ void opd_kv_cache_free(opd_kv_cache *c) {
     free(c->k);
     free(c->v);
     memset(c, 0, sizeof *c);
+}
+
+/* Layer l's keys are stored (B, kvd, cap), transposed, so a query's scores
+ * run over contiguous positions; values (B, cap, kvd). The key writes are
+ * strided (one cache line per element): worth splitting over threads even
+ * for one position. */
+void opd_kv_cache_write(opd_kv_cache *c, int l, const float *k, const float *v, int n, int t0) {
+    const int B = c->B, kvd = c->kv_dim, cap = c->cap;
+    float *kc = c->k + (size_t)l * B * cap * kvd;
+    float *vc = c->v + (size_t)l * B * cap * kvd;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < n; i++) {
+            const float *kr = k + ((size_t)b * n + i) * kvd;
+            for (int d = 0; d < kvd; d++) kc[((size_t)b * kvd + d) * cap + t0 + i] = kr[d];
+        }
+        memcpy(vc + ((size_t)b * cap + t0) * kvd, v + (size_t)b * n * kvd,
+               (size_t)n * kvd * sizeof(float));
+    }
 }
 
 size_t opd_kv_cache_bytes(const opd_kv_cache *c) {
@@ -83,10 +102,10 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
     const opd_config *cfg = &m->cfg;
     const opd_params *p = &m->params;
     int B = c->B, C = cfg->d_model, L = cfg->n_layers, V = cfg->vocab_size;
-    int NH = cfg->n_heads, NKV = cfg->n_kv_heads, hd = C / NH, F = cfg->d_ff;
-    int qd = NH * hd, kvd = NKV * hd, group = NH / NKV, cap = c->cap;
+    int NH = cfg->n_heads, NKV = cfg->n_kv_heads, hd = C / NH;
+    int kvd = NKV * hd, cap = c->cap;
     int N = B * n;   /* rows */
-    float eps = cfg->rms_eps, scale = opd_rsqrtf((float)hd);
+    float eps = cfg->rms_eps;
 
     /* a real token's RoPE position counts from its first real token; a pad
      * position's value is irrelevant (its output is never used) */
@@ -99,82 +118,20 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
     }
 
     encoder_forward(s->x, tokens, p->wte, N, C);               /* x (N, C) */
+    /* the forward's block wiring (ref/block.c) on the scratch rows: x is the
+     * residual stream, updated in place; xn holds n1(x), then n2(h) */
+    opd_block_bufs o = {
+        .ln1 = s->xn, .ln1_rstd = s->rstd, .q = s->q, .k = s->k, .v = s->v,
+        .atty = s->atty, .res_mid = s->tmp, .ln2 = s->xn, .ln2_rstd = s->rstd,
+        .gate = s->gate, .up = s->up, .swiglu = s->gate, .res_out = s->x};
     for (int l = 0; l < L; l++) {
-        /* attention: q, k, v (N, qd | kvd) from n1(x) */
-        rmsnorm_forward(s->xn, s->rstd, s->x, p->ln1_w + (size_t)l * C, N, C, eps);
-        matmul_forward(s->q, s->xn, p->wq + (size_t)l * qd * C,
-                       p->bq ? p->bq + (size_t)l * qd : NULL, N, C, qd);
-        matmul_forward(s->k, s->xn, p->wk + (size_t)l * kvd * C,
-                       p->bk ? p->bk + (size_t)l * kvd : NULL, N, C, kvd);
-        matmul_forward(s->v, s->xn, p->wv + (size_t)l * kvd * C,
-                       p->bv ? p->bv + (size_t)l * kvd : NULL, N, C, kvd);
-        rope_forward(s->q, s->pos, N, NH, hd, cfg->rope_theta);
-        rope_forward(s->k, s->pos, N, NKV, hd, cfg->rope_theta);
-
-        /* this layer's cache, keys (B, kvd, cap), values (B, cap, kvd);
-         * write positions t0..t0+n-1 (all of them first: row i attends over
-         * the rows before it) */
-        float *kc = c->k + (size_t)l * c->B * cap * kvd;
-        float *vc = c->v + (size_t)l * c->B * cap * kvd;
-        /* the key writes are strided (one cache line per element): worth
-         * splitting over threads even for one position */
-        #pragma omp parallel for schedule(static)
-        for (int b = 0; b < B; b++) {
-            for (int i = 0; i < n; i++) {
-                const float *kr = s->k + ((size_t)b * n + i) * kvd;
-                for (int d = 0; d < kvd; d++) kc[((size_t)b * kvd + d) * cap + t0 + i] = kr[d];
-            }
-            memcpy(vc + ((size_t)b * cap + t0) * kvd, s->v + (size_t)b * n * kvd,
-                   (size_t)n * kvd * sizeof(float));
-        }
-
-        /* each (sequence, position, query head) attends over cache positions
-         * pad[b]..t; a pad position attends to itself only, as in the full
-         * forward, so it stays finite. Every (b, i, h) is independent. */
-        #pragma omp parallel for collapse(3) schedule(static)
-        for (int b = 0; b < B; b++) {
-            for (int i = 0; i < n; i++) {
-                for (int h = 0; h < NH; h++) {
-                    int t = t0 + i, row = b * n + i;
-                    int pb = pad ? pad[b] : 0;
-                    int j0 = t >= pb ? pb : t;
-                    const float *qh = s->q + (size_t)row * qd + h * hd;
-                    const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * cap;  /* (hd, cap) */
-                    const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
-                    float *att = s->att + ((size_t)row * NH + h) * cap;
-                    /* scores q . k_j over the transposed keys: the inner loop
-                     * runs over positions j (vectorized), each score still
-                     * sums its hd products in order from 0 */
-                    for (int j = j0; j <= t; j++) att[j] = 0.0f;
-                    opd_vecmat_accumulate(att + j0, qh, kT + j0, cap, hd, t - j0 + 1);
-                    float maxv = -INFINITY;
-                    for (int j = j0; j <= t; j++) {
-                        att[j] *= scale;
-                        if (att[j] > maxv) maxv = att[j];
-                    }
-                    opd_vexp_sub(att + j0, att + j0, maxv, (size_t)(t - j0 + 1));
-                    float sum = 0.0f;
-                    for (int j = j0; j <= t; j++) sum += att[j];
-                    float inv = 1.0f / sum;
-                    for (int j = j0; j <= t; j++) att[j] *= inv;
-                    float *out = s->atty + (size_t)row * qd + h * hd;
-                    for (int d = 0; d < hd; d++) out[d] = 0.0f;
-                    opd_vecmat_accumulate(out, att + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);
-                }
-            }
-        }
-
-        /* h = x + Wo atty */
-        matmul_forward(s->tmp, s->atty, p->wo + (size_t)l * C * qd, NULL, N, qd, C);
-        for (size_t i = 0; i < (size_t)N * C; i++) s->x[i] += s->tmp[i];
-
-        /* out = h + Wdown (silu(Wgate n2(h)) * Wup n2(h)) */
-        rmsnorm_forward(s->xn, s->rstd, s->x, p->ln2_w + (size_t)l * C, N, C, eps);
-        matmul_forward(s->gate, s->xn, p->w_gate + (size_t)l * F * C, NULL, N, C, F);
-        matmul_forward(s->up, s->xn, p->w_up + (size_t)l * F * C, NULL, N, C, F);
-        swiglu_forward(s->gate, s->gate, s->up, N, F);   /* elementwise, in place */
-        matmul_forward(s->tmp, s->gate, p->w_down + (size_t)l * C * F, NULL, N, F, C);
-        for (size_t i = 0; i < (size_t)N * C; i++) s->x[i] += s->tmp[i];
+        block_attention_inputs(m, l, s->x, s->pos, N, &o);
+        /* write positions t0..t0+n-1 first: row i attends over the rows before it */
+        opd_kv_cache_write(c, l, s->k, s->v, n, t0);
+        attention_decode_forward(s->atty, s->att, s->q, c->k + (size_t)l * c->B * cap * kvd,
+                                 c->v + (size_t)l * c->B * cap * kvd, pad, B, n, t0, cap,
+                                 NH, NKV, hd);
+        block_output(m, l, s->x, N, &o);
     }
     /* the last position of each sequence, moved to rows 0..B-1 (row b*n+n-1
      * lies at or after row b, so moving in order b = 0, 1, ... is safe) */

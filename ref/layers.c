@@ -6,6 +6,7 @@
  * over queries) is done by one thread in a fixed order, so results do not
  * depend on the number of threads. */
 #include "opd.h"
+#include "vecmat.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -261,5 +262,53 @@ void swiglu_backward(float *dgate, float *dup, const float *dout,
     for (int n = 0; n < N; n++) {
         size_t o = (size_t)n * F;
         opd_vsilu_mul_backward(dgate + o, dup + o, dout + o, gate + o, up + o, (size_t)F);
+    }
+}
+
+/* Attention of n new positions t0 .. t0+n-1 of each sequence against the
+ * KV cache (the decode step: n = 1; the prompt prefill: n = P). Each query
+ * attends over cache positions pad[b]..t; a pad position attends to itself
+ * only, as in attention_forward, so it stays finite.
+ *   q (B, n, NH*hd) after RoPE; kc (B, NKV*hd, cap) this layer's keys,
+ *   transposed so a query's scores run over contiguous positions; vc (B, cap,
+ *   NKV*hd); att (B, n, NH, cap) scratch; out (B, n, NH*hd).
+ * The cache holds positions 0 .. t0+n-1 already (opd_kv_cache_write).
+ * Every (b, i, h) is independent, and each score sums its hd products in
+ * order from 0, so the thread count changes nothing. */
+void attention_decode_forward(float *out, float *att, const float *q, const float *kc,
+                              const float *vc, const int *pad, int B, int n, int t0,
+                              int cap, int NH, int NKV, int hd) {
+    int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
+    float scale = opd_rsqrtf((float)hd);
+    #pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < n; i++) {
+            for (int h = 0; h < NH; h++) {
+                int t = t0 + i, row = b * n + i;
+                int pb = pad ? pad[b] : 0;
+                int j0 = t >= pb ? pb : t;
+                const float *qh = q + (size_t)row * qd + h * hd;
+                const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * cap;  /* (hd, cap) */
+                const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
+                float *a = att + ((size_t)row * NH + h) * cap;
+                /* scores q . k_j over the transposed keys: the inner loop
+                 * runs over positions j (vectorized) */
+                for (int j = j0; j <= t; j++) a[j] = 0.0f;
+                opd_vecmat_accumulate(a + j0, qh, kT + j0, cap, hd, t - j0 + 1);
+                float maxv = -INFINITY;
+                for (int j = j0; j <= t; j++) {
+                    a[j] *= scale;
+                    if (a[j] > maxv) maxv = a[j];
+                }
+                opd_vexp_sub(a + j0, a + j0, maxv, (size_t)(t - j0 + 1));
+                float sum = 0.0f;
+                for (int j = j0; j <= t; j++) sum += a[j];
+                float inv = 1.0f / sum;
+                for (int j = j0; j <= t; j++) a[j] *= inv;
+                float *o = out + (size_t)row * qd + h * hd;
+                for (int d = 0; d < hd; d++) o[d] = 0.0f;
+                opd_vecmat_accumulate(o, a + j0, vb + (size_t)j0 * kvd, kvd, t - j0 + 1, hd);
+            }
+        }
     }
 }

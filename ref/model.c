@@ -2,6 +2,7 @@
  * views, initialisation, activations, and the whole-model forward/backward
  * that calls one layer function after another (layers.c). */
 #include "opd.h"
+#include "block.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -282,11 +283,6 @@ static void ensure_acts(opd_model *m, int B, int S, int layers) {
     m->acts_L = Lc;
 }
 
-static void add_inplace(float *y, const float *x, size_t n) {
-#pragma omp parallel for
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 /* all_layers = 0 (inference): layer l writes its activations where layer
  * l-1 wrote its own (a layer stride of 0); each layer reads only its input
  * x, the previous layer's res_out, and is done with it before res_out is
@@ -322,34 +318,18 @@ static void model_forward(opd_model *m, const int *tokens, const int *pad, int B
     for (int l = 0; l < L; l++) {
         size_t la = all_layers ? l : 0, prev = all_layers ? l - 1 : 0;   // activation slots
         const float *x = l == 0 ? a->encoded : a->res_out + prev * N * C;
-        float *ln1 = a->ln1 + la * N * C, *ln1_rstd = a->ln1_rstd + la * N;
-        float *q = a->q + la * N * qd, *k = a->k + la * N * kvd;
-        float *v = a->v + la * N * kvd;
+        opd_block_bufs o = {
+            .ln1 = a->ln1 + la * N * C, .ln1_rstd = a->ln1_rstd + la * N,
+            .q = a->q + la * N * qd, .k = a->k + la * N * kvd, .v = a->v + la * N * kvd,
+            .atty = a->atty + la * N * qd, .res_mid = a->res_mid + la * N * C,
+            .ln2 = a->ln2 + la * N * C, .ln2_rstd = a->ln2_rstd + la * N,
+            .gate = a->gate + la * N * F, .up = a->up + la * N * F,
+            .swiglu = a->swiglu + la * N * F, .res_out = a->res_out + la * N * C};
         float *att = a->att + la * B * NH * S * S;
-        float *atty = a->atty + la * N * qd;
-        float *res_mid = a->res_mid + la * N * C;
-        float *ln2 = a->ln2 + la * N * C, *ln2_rstd = a->ln2_rstd + la * N;
-        float *gate = a->gate + la * N * F, *up = a->up + la * N * F;
-        float *sw = a->swiglu + la * N * F;
-        float *res_out = a->res_out + la * N * C;
-
-        // h = x + Wo Attn(RoPE(Wq n1(x)), RoPE(Wk n1(x)), Wv n1(x))
-        rmsnorm_forward(ln1, ln1_rstd, x, p->ln1_w + (size_t)l * C, N, C, c->rms_eps);
-        matmul_forward(q, ln1, p->wq + (size_t)l * qd * C, p->bq ? p->bq + (size_t)l * qd : NULL, N, C, qd);
-        matmul_forward(k, ln1, p->wk + (size_t)l * kvd * C, p->bk ? p->bk + (size_t)l * kvd : NULL, N, C, kvd);
-        matmul_forward(v, ln1, p->wv + (size_t)l * kvd * C, p->bv ? p->bv + (size_t)l * kvd : NULL, N, C, kvd);
-        rope_forward(q, a->pos, N, NH, hd, c->rope_theta);
-        rope_forward(k, a->pos, N, NKV, hd, c->rope_theta);
-        attention_forward(atty, att, q, k, v, a->pad, B, S, NH, NKV, hd);
-        matmul_forward(res_mid, atty, p->wo + (size_t)l * C * qd, NULL, N, qd, C);
-        add_inplace(res_mid, x, (size_t)N * C);
-        // out = h + Wdown (silu(Wgate n2(h)) * Wup n2(h))
-        rmsnorm_forward(ln2, ln2_rstd, res_mid, p->ln2_w + (size_t)l * C, N, C, c->rms_eps);
-        matmul_forward(gate, ln2, p->w_gate + (size_t)l * F * C, NULL, N, C, F);
-        matmul_forward(up, ln2, p->w_up + (size_t)l * F * C, NULL, N, C, F);
-        swiglu_forward(sw, gate, up, N, F);
-        matmul_forward(res_out, sw, p->w_down + (size_t)l * C * F, NULL, N, F, C);
-        add_inplace(res_out, res_mid, (size_t)N * C);
+        // h = x + Wo Attn(RoPE(Wq n1(x)), RoPE(Wk n1(x)), Wv n1(x)); out = h + MLP(n2(h))
+        block_attention_inputs(m, l, x, a->pos, N, &o);
+        attention_forward(o.atty, att, o.q, o.k, o.v, a->pad, B, S, NH, NKV, hd);
+        block_output(m, l, x, N, &o);
     }
     size_t last = all_layers ? L - 1 : 0;
     rmsnorm_forward(a->lnf, a->lnf_rstd, a->res_out + last * N * C, p->lnf_w,

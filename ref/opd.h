@@ -289,6 +289,14 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
                         const float *v, const float *att, const int *pad,
                         int B, int S, int NH, int NKV, int hd);
+/* Attention of n new positions t0..t0+n-1 per sequence against the KV cache
+ * (the decode step n = 1, the prefill n = P): q (B, n, NH*hd); kc (B, NKV*hd,
+ * cap) one layer's keys, transposed; vc (B, cap, NKV*hd); att (B, n, NH, cap)
+ * scratch; out (B, n, NH*hd). Equal to the rows t0..t0+n-1 of
+ * attention_forward up to rounding. */
+void attention_decode_forward(float *out, float *att, const float *q, const float *kc,
+                              const float *vc, const int *pad, int B, int n, int t0,
+                              int cap, int NH, int NKV, int hd);
 /* out (N, F) = silu(gate) * up */
 void swiglu_forward(float *out, const float *gate, const float *up, int N, int F);
 void swiglu_backward(float *dgate, float *dup, const float *dout,
@@ -431,6 +439,8 @@ typedef struct {
 
 int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int cap);
 void opd_kv_cache_free(opd_kv_cache *c);
+/* Positions t0..t0+n-1 of every sequence of layer l: k, v (B, n, NKV*hd). */
+void opd_kv_cache_write(opd_kv_cache *c, int l, const float *k, const float *v, int n, int t0);
 size_t opd_kv_cache_bytes(const opd_kv_cache *c);
 
 /* Per-call scratch of the decode step: B rows (one token per sequence), or

@@ -179,59 +179,25 @@ int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad, int B, int
     return 0;
 }
 
-int opd_cuda_kv_cache_write(opd_cuda *cu, float *cache, const float *x, int B, int cap,
-                            int kvd, int t) {
-    for (int b = 0; b < B; b++)
-        memcpy(cache + ((size_t)b * cap + t) * kvd, x + (size_t)b * kvd, kvd * sizeof(float));
+int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const float *k, const float *v,
+                            int B, int cap, int kvd, int t) {
+    /* one layer of an opd_kv_cache of this shape: the reference's own write */
+    opd_kv_cache c = {.L = 1, .B = B, .cap = cap, .kv_dim = kvd, .k = kc, .v = vc};
+    opd_kv_cache_write(&c, 0, k, v, 1, t);
     return 0;
 }
 
-/* decode_attention_kernel (gpu/layers.cu) on the host, with the device's
- * cache layout (B, cap, kvd) for keys and values: one (sequence, head) per
- * iteration, each score summing its hd products in order, as ref/decode.c
- * does over its transposed keys. It cannot call ref/decode.c, whose loop is
- * inline in the decode step and reads keys stored (kvd, cap). If the two
- * sum in different orders, the golden rollout of this test stops matching. */
-int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att_all, const float *q,
+/* decode_attention_kernel (gpu/layers.cu) on the host: the device uses the
+ * CPU's cache layout, so this is the reference's attention_decode_forward
+ * with one position per sequence. */
+int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float *q,
                               const float *kc, const float *vc, const int *pad, int B, int cap,
                               int t, int NH, int NKV, int hd) {
     if (NKV <= 0 || NH % NKV != 0)
         return opd_set_error("opd_cuda_decode_attention: NH = %d is not a multiple of NKV = %d", NH, NKV);
     if (t < 0 || t >= cap)
         return opd_set_error("opd_cuda_decode_attention: position %d outside the cache (capacity %d)", t, cap);
-    int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            int pb = pad ? pad[b] : 0;
-            int j0 = t >= pb ? pb : t;
-            const float *qh = q + (size_t)b * qd + h * hd;
-            const float *kb = kc + (size_t)b * cap * kvd + (h / group) * hd;
-            const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
-            float *att = att_all + ((size_t)b * NH + h) * cap;
-            float maxv = -INFINITY;
-            for (int j = j0; j <= t; j++) {
-                const float *kj = kb + (size_t)j * kvd;
-                float dot = 0.0f;
-                for (int i = 0; i < hd; i++) dot += qh[i] * kj[i];
-                att[j] = dot * scale;
-                if (att[j] > maxv) maxv = att[j];
-            }
-            float sum = 0.0f;
-            for (int j = j0; j <= t; j++) {
-                att[j] = expf(att[j] - maxv);
-                sum += att[j];
-            }
-            float inv = 1.0f / sum;
-            float *o = out + (size_t)b * qd + h * hd;
-            for (int i = 0; i < hd; i++) o[i] = 0.0f;
-            for (int j = j0; j <= t; j++) {
-                const float *vj = vb + (size_t)j * kvd;
-                float a = att[j] * inv;
-                for (int i = 0; i < hd; i++) o[i] += a * vj[i];
-            }
-        }
-    }
+    attention_decode_forward(out, att, q, kc, vc, pad, B, 1, t, cap, NH, NKV, hd);
     return 0;
 }
 

@@ -369,6 +369,7 @@ static void test_distill(opd_loss_kind kind, opd_reduction red, float beta, int 
 /* ------------------------------------------------- KV cache and decode */
 /* The decode attention at position t against row t of the full causal
  * attention over the same keys (which is what the decode step must give),
+ * and against the reference's attention_decode_forward on the same cache,
  * with the cache filled by opd_cuda_kv_cache_write one position at a time. */
 static void test_decode(int NH, int NKV, const int *pad, const char *shape) {
     const int B = 2, T = 11, hd = 8, qd = NH * hd, kvd = NKV * hd;
@@ -398,8 +399,7 @@ static void test_decode(int NH, int NKV, const int *pad, const char *shape) {
         die_on(opd_cuda_upload(cu, d_krow, krow, (size_t)B * kvd * 4), "upload");
         die_on(opd_cuda_upload(cu, d_vrow, vrow, (size_t)B * kvd * 4), "upload");
         die_on(opd_cuda_upload(cu, d_qrow, qrow, (size_t)B * qd * 4), "upload");
-        die_on(opd_cuda_kv_cache_write(cu, d_kc, d_krow, B, T, kvd, t), "kv_cache_write");
-        die_on(opd_cuda_kv_cache_write(cu, d_vc, d_vrow, B, T, kvd, t), "kv_cache_write");
+        die_on(opd_cuda_kv_cache_write(cu, d_kc, d_vc, d_krow, d_vrow, B, T, kvd, t), "kv_cache_write");
         // decode output of position t for sequence b lands in d_out row (b, t) via one copy per b
         float *d_o;
         die_on(opd_cuda_alloc(cu, (void **)&d_o, (size_t)B * qd * 4), "alloc");
@@ -409,9 +409,19 @@ static void test_decode(int NH, int NKV, const int *pad, const char *shape) {
             die_on(opd_cuda_copy(cu, d_out + ((size_t)b * T + t) * qd, d_o + (size_t)b * qd, qd * 4), "copy");
         opd_cuda_free(d_o);
     }
-    check("kv_cache_write k", shape, "exact", k, d_kc, nkv);
+    // keys are cached transposed, (B, kvd, T), as on the CPU (opd_kv_cache_write)
+    float *kT = opd_malloc(nkv * 4);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < kvd; d++) kT[((size_t)b * kvd + d) * T + t] = k[((size_t)b * T + t) * kvd + d];
+    check("kv_cache_write k", shape, "exact", kT, d_kc, nkv);
     check("kv_cache_write v", shape, "exact", v, d_vc, nkv);
     check("decode_attention (all t)", shape, "attn", out, d_out, nq);
+    // the reference's decode attention on the same cache (every position at once: n = T, t0 = 0)
+    float *ref = opd_calloc(nq, 4), *ratt = opd_calloc((size_t)B * T * NH * T, 4);
+    attention_decode_forward(ref, ratt, q, kT, v, pad, B, T, 0, T, NH, NKV, hd);
+    check("decode_attention vs attention_decode_forward", shape, "attn", ref, d_out, nq);
+    free(ref); free(ratt); free(kT);
     // positions of the decode step at t = 5: t - pad, 0 for a pad position
     int pos[2], t = 5;
     for (int b = 0; b < B; b++) pos[b] = t >= (pad ? pad[b] : 0) ? t - (pad ? pad[b] : 0) : 0;
