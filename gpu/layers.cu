@@ -486,13 +486,13 @@ extern "C" int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad,
 }
 
 extern "C" int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const float *k,
-                                       const float *v, int B, int cap, int kvd, int t) {
+                                       const float *v, int B, int S, int kvd, int t) {
     const size_t fl = sizeof(float), row = (size_t)kvd * fl;
-    // keys (B, kvd, cap): the B*kvd floats of k, each to column t of its row
-    CUDA_CHECK(cudaMemcpy2DAsync(kc + t, (size_t)cap * fl, k, fl, fl, (size_t)B * kvd,
+    // keys (B, kvd, S): the B*kvd floats of k, each to column t of its row
+    CUDA_CHECK(cudaMemcpy2DAsync(kc + t, (size_t)S * fl, k, fl, fl, (size_t)B * kvd,
                                  cudaMemcpyDeviceToDevice, cu->stream));
-    // values (B, cap, kvd): B rows of kvd floats, each to row t of its sequence's block
-    CUDA_CHECK(cudaMemcpy2DAsync(vc + (size_t)t * kvd, (size_t)cap * row, v, row, row, B,
+    // values (B, S, kvd): B rows of kvd floats, each to row t of its sequence's block
+    CUDA_CHECK(cudaMemcpy2DAsync(vc + (size_t)t * kvd, (size_t)S * row, v, row, row, B,
                                  cudaMemcpyDeviceToDevice, cu->stream));
     return 0;
 }
@@ -504,7 +504,7 @@ extern "C" int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const
  * scratch. */
 __global__ void decode_attention_kernel(float *out, float *att, const float *q,
                                         const float *kc, const float *vc, const int *pad,
-                                        int B, int cap, int t, int NH, int NKV, int hd) {
+                                        int B, int S, int t, int NH, int NKV, int hd) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= B * NH) return;
     int b = idx / NH, h = idx % NH;
@@ -513,13 +513,13 @@ __global__ void decode_attention_kernel(float *out, float *att, const float *q,
     int pb = pad ? pad[b] : 0;
     int j0 = t >= pb ? pb : t;
     const float *qh = q + (size_t)b * qd + h * hd;
-    const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * cap;   // (hd, cap)
-    const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
-    float *a = att + ((size_t)b * NH + h) * cap;
+    const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * S;   // (hd, S)
+    const float *vb = vc + (size_t)b * S * kvd + (h / group) * hd;
+    float *a = att + ((size_t)b * NH + h) * S;
     float maxv = -INFINITY;
     for (int j = j0; j <= t; j++) {
         float dot = 0.0f;
-        for (int i = 0; i < hd; i++) dot = fmaf(qh[i], kT[(size_t)i * cap + j], dot);
+        for (int i = 0; i < hd; i++) dot = fmaf(qh[i], kT[(size_t)i * S + j], dot);
         a[j] = dot * scale;
         if (a[j] > maxv) maxv = a[j];
     }
@@ -537,13 +537,13 @@ __global__ void decode_attention_kernel(float *out, float *att, const float *q,
 
 extern "C" int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float *q,
                                          const float *kc, const float *vc, const int *pad,
-                                         int B, int cap, int t, int NH, int NKV, int hd) {
+                                         int B, int S, int t, int NH, int NKV, int hd) {
     if (NKV <= 0 || NH % NKV != 0)
         return opd_set_error("opd_cuda_decode_attention: NH = %d is not a multiple of NKV = %d", NH, NKV);
-    if (t < 0 || t >= cap)
-        return opd_set_error("opd_cuda_decode_attention: position %d outside the cache (capacity %d)", t, cap);
+    if (t < 0 || t >= S)
+        return opd_set_error("opd_cuda_decode_attention: position %d outside the cache (capacity %d)", t, S);
     decode_attention_kernel<<<ceil_div((size_t)B * NH, 128), 128, 0, cu->stream>>>(
-        out, att, q, kc, vc, pad, B, cap, t, NH, NKV, hd);
+        out, att, q, kc, vc, pad, B, S, t, NH, NKV, hd);
     KERNEL_CHECK();
     return 0;
 }

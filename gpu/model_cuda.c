@@ -306,18 +306,18 @@ int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogit
 }
 
 /* --------------------------------------------------- KV cache and decode */
-int opd_cuda_kv_cache_init(opd_cuda *cu, opd_cuda_kv_cache *c, const opd_config *cfg, int B, int cap) {
+int opd_cuda_kv_cache_init(opd_cuda *cu, opd_cuda_kv_cache *c, const opd_config *cfg, int B, int S) {
     memset(c, 0, sizeof *c);
     if (B < 1) return opd_set_error("opd_cuda_kv_cache_init: batch %d < 1", B);
-    if (cap < 1 || cap > cfg->max_seq_len)
+    if (S < 1 || S > cfg->max_seq_len)
         return opd_set_error("opd_cuda_kv_cache_init: capacity %d (prompt + horizon) not in [1, max_seq_len %d]",
-                             cap, cfg->max_seq_len);
+                             S, cfg->max_seq_len);
     int hd = cfg->d_model / cfg->n_heads;
     c->L = cfg->n_layers;
     c->B = B;
-    c->cap = cap;
+    c->S = S;
     c->kv_dim = cfg->n_kv_heads * hd;
-    size_t n = (size_t)c->L * B * cap * c->kv_dim;
+    size_t n = (size_t)c->L * B * S * c->kv_dim;
     if (dev_alloc(cu, &c->k, n, sizeof(float)) != 0 || dev_alloc(cu, &c->v, n, sizeof(float)) != 0) {
         opd_cuda_kv_cache_free(c);
         return -1;
@@ -332,14 +332,14 @@ void opd_cuda_kv_cache_free(opd_cuda_kv_cache *c) {
 }
 
 int opd_cuda_decode_scratch_init(opd_cuda *cu, opd_cuda_decode_scratch *s, const opd_config *cfg,
-                                 int B, int cap) {
+                                 int B, int S) {
     memset(s, 0, sizeof *s);
-    if (B < 1 || cap < 1)
-        return opd_set_error("opd_cuda_decode_scratch_init: batch %d and capacity %d must be >= 1", B, cap);
+    if (B < 1 || S < 1)
+        return opd_set_error("opd_cuda_decode_scratch_init: batch %d and capacity %d must be >= 1", B, S);
     size_t C = cfg->d_model, NH = cfg->n_heads, hd = C / NH, F = cfg->d_ff;
     size_t qd = NH * hd, kvd = cfg->n_kv_heads * hd;
     s->B = B;
-    s->cap = cap;
+    s->S = S;
     if (dev_alloc(cu, &s->x, B * C, sizeof(float)) != 0 ||
         dev_alloc(cu, &s->xn, B * C, sizeof(float)) != 0 ||
         dev_alloc(cu, &s->q, B * qd, sizeof(float)) != 0 ||
@@ -349,7 +349,7 @@ int opd_cuda_decode_scratch_init(opd_cuda *cu, opd_cuda_decode_scratch *s, const
         dev_alloc(cu, &s->tmp, B * C, sizeof(float)) != 0 ||
         dev_alloc(cu, &s->gate, B * F, sizeof(float)) != 0 ||
         dev_alloc(cu, &s->up, B * F, sizeof(float)) != 0 ||
-        dev_alloc(cu, &s->att, B * NH * (size_t)cap, sizeof(float)) != 0 ||
+        dev_alloc(cu, &s->att, B * NH * (size_t)S, sizeof(float)) != 0 ||
         dev_alloc(cu, &s->rstd, B, sizeof(float)) != 0 ||
         dev_alloc(cu, &s->pos, B, sizeof(int)) != 0) {
         opd_cuda_decode_scratch_free(s);
@@ -375,11 +375,11 @@ int opd_cuda_model_decode_step(opd_cuda *cu, const opd_cuda_model *m, opd_cuda_k
     const opd_params *p = &m->params;
     int B = c->B, C = cfg->d_model, L = cfg->n_layers, V = cfg->vocab_size;
     int NH = cfg->n_heads, NKV = cfg->n_kv_heads, hd = C / NH, F = cfg->d_ff;
-    int qd = NH * hd, kvd = NKV * hd, cap = c->cap;
+    int qd = NH * hd, kvd = NKV * hd, S = c->S;
     float eps = cfg->rms_eps;
-    if (t < 0 || t >= cap || B > s->B)
+    if (t < 0 || t >= S || B > s->B)
         return opd_set_error("opd_cuda_model_decode_step: position %d / batch %d outside the cache (%d, %d)",
-                             t, B, cap, s->B);
+                             t, B, S, s->B);
 
     TRY(opd_cuda_decode_positions(cu, s->pos, pad, B, t));
     TRY(opd_cuda_encoder_forward(cu, s->x, tokens, p->wte, B, C));       /* x (B, C) */
@@ -396,10 +396,10 @@ int opd_cuda_model_decode_step(opd_cuda *cu, const opd_cuda_model *m, opd_cuda_k
         TRY(opd_cuda_rope_forward(cu, s->k, s->pos, B, NKV, hd, cfg->rope_theta));
 
         /* this layer's cache (the CPU's layout): write position t, attend over pad[b]..t */
-        float *kc = c->k + (size_t)l * c->B * cap * kvd;
-        float *vc = c->v + (size_t)l * c->B * cap * kvd;
-        TRY(opd_cuda_kv_cache_write(cu, kc, vc, s->k, s->v, B, cap, kvd, t));
-        TRY(opd_cuda_decode_attention(cu, s->atty, s->att, s->q, kc, vc, pad, B, cap, t, NH, NKV, hd));
+        float *kc = c->k + (size_t)l * c->B * S * kvd;
+        float *vc = c->v + (size_t)l * c->B * S * kvd;
+        TRY(opd_cuda_kv_cache_write(cu, kc, vc, s->k, s->v, B, S, kvd, t));
+        TRY(opd_cuda_decode_attention(cu, s->atty, s->att, s->q, kc, vc, pad, B, S, t, NH, NKV, hd));
 
         /* h = x + Wo atty */
         TRY(opd_cuda_matmul_forward(cu, s->tmp, s->atty, p->wo + (size_t)l * C * qd, NULL, B, qd, C));

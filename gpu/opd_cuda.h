@@ -114,18 +114,18 @@ int opd_cuda_scale(opd_cuda *cu, float *x, float s, size_t n);
  * (pad device or NULL: t). */
 int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad, int B, int t);
 /* Position t of every sequence into one layer's cache, in the CPU's layout
- * (opd_kv_cache_write): keys kc (B, kvd, cap) transposed, values vc (B, cap,
+ * (opd_kv_cache_write): keys kc (B, kvd, S) transposed, values vc (B, S,
  * kvd); k, v (B, kvd). */
 int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const float *k,
-                            const float *v, int B, int cap, int kvd, int t);
+                            const float *v, int B, int S, int kvd, int t);
 /* One query per sequence at position t attending over its cached positions
  * pad[b]..t (a pad position attends to itself only), exactly the loop of
- * attention_decode_forward with n = 1: q (B, NH*hd); kc (B, NKV*hd, cap),
- * vc (B, cap, NKV*hd) this layer's cache with position t already written; out (B, NH*hd); att (B, NH, cap)
+ * attention_decode_forward with n = 1: q (B, NH*hd); kc (B, NKV*hd, S),
+ * vc (B, S, NKV*hd) this layer's cache with position t already written; out (B, NH*hd); att (B, NH, S)
  * scratch. pad (B) device or NULL. */
 int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float *q,
                               const float *kc, const float *vc, const int *pad,
-                              int B, int cap, int t, int NH, int NKV, int hd);
+                              int B, int S, int t, int NH, int NKV, int hd);
 
 /* ------------------------------------------------------------ losses */
 /* Row-wise log-softmax of logits (N, V): out (N, V) (may be NULL) and
@@ -216,21 +216,21 @@ int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogit
 
 /* ------------------------------------------------ KV cache and decode */
 typedef struct {
-    int L, B, cap, kv_dim;   /* as opd_kv_cache */
-    float *k;                /* device (L, B, NKV*hd, cap), keys transposed, as opd_kv_cache */
-    float *v;                /* device (L, B, cap, NKV*hd) */
+    int L, B, S, kv_dim;   /* as opd_kv_cache */
+    float *k;                /* device (L, B, NKV*hd, S), keys transposed, as opd_kv_cache */
+    float *v;                /* device (L, B, S, NKV*hd) */
 } opd_cuda_kv_cache;
 typedef struct {
-    int B, cap;
+    int B, S;
     float *x, *xn, *q, *k, *v, *atty, *tmp, *gate, *up, *att, *rstd; /* device, as opd_decode_scratch */
     int *pos;                /* device (B) */
 } opd_cuda_decode_scratch;
 
 int opd_cuda_kv_cache_init(opd_cuda *cu, opd_cuda_kv_cache *c, const opd_config *cfg,
-                           int B, int cap);
+                           int B, int S);
 void opd_cuda_kv_cache_free(opd_cuda_kv_cache *c);
 int opd_cuda_decode_scratch_init(opd_cuda *cu, opd_cuda_decode_scratch *s,
-                                 const opd_config *cfg, int B, int cap);
+                                 const opd_config *cfg, int B, int S);
 void opd_cuda_decode_scratch_free(opd_cuda_decode_scratch *s);
 /* As opd_model_decode_step: tokens (B), pad (B) or NULL device; logits (B, V) device. */
 int opd_cuda_model_decode_step(opd_cuda *cu, const opd_cuda_model *m,

@@ -137,7 +137,7 @@ int opd_cuda_rollout_sample(opd_cuda *cu, const opd_cuda_model *student, const i
     rollout_bufs r;
     int rc_ = rollout_bufs_init(cu, &r, &student->cfg, B, S);
     if (rc_ == 0) {
-        out->peak_cache_bytes = 2.0 * r.cache.L * r.cache.B * r.cache.cap * r.cache.kv_dim * sizeof(float);
+        out->peak_cache_bytes = 2.0 * r.cache.L * r.cache.B * r.cache.S * r.cache.kv_dim * sizeof(float);
         rc_ = opd_cuda_upload(cu, r.pad, pad, B * sizeof(int));
     }
     if (rc_ == 0) rc_ = opd_cuda_upload(cu, r.seq, seq_ids, B * sizeof(uint32_t));

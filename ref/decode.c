@@ -2,7 +2,7 @@
  * forward()): each new token costs one token of matmuls and O(t) attention
  * over the cached keys and values, never a re-run of the prefix.
  *
- * The cache is sized by cap = prompt + horizon H_k, not by max_seq_len: with
+ * The cache is sized by S = prompt + horizon H_k, not by max_seq_len: with
  * a truncated (TOPD) or progressive (POPD) horizon the memory saving is real. */
 #include "opd.h"
 #include "block.h"
@@ -11,18 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int cap) {
+int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int S) {
     memset(c, 0, sizeof *c);
     if (B < 1) return opd_set_error("opd_kv_cache_init: batch %d < 1", B);
-    if (cap < 1 || cap > cfg->max_seq_len)
+    if (S < 1 || S > cfg->max_seq_len)
         return opd_set_error("opd_kv_cache_init: capacity %d (prompt + horizon) not in [1, max_seq_len %d]",
-                             cap, cfg->max_seq_len);
+                             S, cfg->max_seq_len);
     int hd = cfg->d_model / cfg->n_heads;
     c->L = cfg->n_layers;
     c->B = B;
-    c->cap = cap;
+    c->S = S;
     c->kv_dim = cfg->n_kv_heads * hd;
-    size_t n = (size_t)c->L * B * cap * c->kv_dim;
+    size_t n = (size_t)c->L * B * S * c->kv_dim;
     c->k = opd_calloc(n, sizeof(float));
     c->v = opd_calloc(n, sizeof(float));
     return 0;
@@ -34,38 +34,38 @@ void opd_kv_cache_free(opd_kv_cache *c) {
     memset(c, 0, sizeof *c);
 }
 
-/* Layer l's keys are stored (B, kvd, cap), transposed, so a query's scores
- * run over contiguous positions; values (B, cap, kvd). The key writes are
+/* Layer l's keys are stored (B, kvd, S), transposed, so a query's scores
+ * run over contiguous positions; values (B, S, kvd). The key writes are
  * strided (one cache line per element): worth splitting over threads even
  * for one position. */
 void opd_kv_cache_write(opd_kv_cache *c, int l, const float *k, const float *v, int n, int t0) {
-    const int B = c->B, kvd = c->kv_dim, cap = c->cap;
-    float *kc = c->k + (size_t)l * B * cap * kvd;
-    float *vc = c->v + (size_t)l * B * cap * kvd;
+    const int B = c->B, kvd = c->kv_dim, S = c->S;
+    float *kc = c->k + (size_t)l * B * S * kvd;
+    float *vc = c->v + (size_t)l * B * S * kvd;
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         for (int i = 0; i < n; i++) {
             const float *kr = k + ((size_t)b * n + i) * kvd;
-            for (int d = 0; d < kvd; d++) kc[((size_t)b * kvd + d) * cap + t0 + i] = kr[d];
+            for (int d = 0; d < kvd; d++) kc[((size_t)b * kvd + d) * S + t0 + i] = kr[d];
         }
-        memcpy(vc + ((size_t)b * cap + t0) * kvd, v + (size_t)b * n * kvd,
+        memcpy(vc + ((size_t)b * S + t0) * kvd, v + (size_t)b * n * kvd,
                (size_t)n * kvd * sizeof(float));
     }
 }
 
 size_t opd_kv_cache_bytes(const opd_kv_cache *c) {
-    return 2 * (size_t)c->L * c->B * c->cap * c->kv_dim * sizeof(float);
+    return 2 * (size_t)c->L * c->B * c->S * c->kv_dim * sizeof(float);
 }
 
 int opd_decode_scratch_init(opd_decode_scratch *s, const opd_config *cfg,
-                            int B, int cap) {
+                            int B, int S) {
     memset(s, 0, sizeof *s);
-    if (B < 1 || cap < 1)
-        return opd_set_error("opd_decode_scratch_init: batch %d and capacity %d must be >= 1", B, cap);
+    if (B < 1 || S < 1)
+        return opd_set_error("opd_decode_scratch_init: batch %d and capacity %d must be >= 1", B, S);
     size_t C = cfg->d_model, NH = cfg->n_heads, hd = C / NH, F = cfg->d_ff;
     size_t qd = NH * hd, kvd = cfg->n_kv_heads * hd;
     s->B = B;
-    s->cap = cap;
+    s->S = S;
     s->x = opd_malloc(B * C * sizeof(float));
     s->xn = opd_malloc(B * C * sizeof(float));
     s->q = opd_malloc(B * qd * sizeof(float));
@@ -75,7 +75,7 @@ int opd_decode_scratch_init(opd_decode_scratch *s, const opd_config *cfg,
     s->tmp = opd_malloc(B * C * sizeof(float));
     s->gate = opd_malloc(B * F * sizeof(float));
     s->up = opd_malloc(B * F * sizeof(float));
-    s->att = opd_malloc(B * NH * (size_t)cap * sizeof(float));
+    s->att = opd_malloc(B * NH * (size_t)S * sizeof(float));
     s->rstd = opd_malloc(B * sizeof(float));
     s->pos = opd_malloc(B * sizeof(int));
     return 0;
@@ -103,7 +103,7 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
     const opd_params *p = &m->params;
     int B = c->B, C = cfg->d_model, L = cfg->n_layers, V = cfg->vocab_size;
     int NH = cfg->n_heads, NKV = cfg->n_kv_heads, hd = C / NH;
-    int kvd = NKV * hd, cap = c->cap;
+    int kvd = NKV * hd, S = c->S;
     int N = B * n;   /* rows */
     float eps = cfg->rms_eps;
 
@@ -128,8 +128,8 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
         block_attention_inputs(m, l, s->x, s->pos, N, &o);
         /* write positions t0..t0+n-1 first: row i attends over the rows before it */
         opd_kv_cache_write(c, l, s->k, s->v, n, t0);
-        attention_decode_forward(s->atty, s->att, s->q, c->k + (size_t)l * c->B * cap * kvd,
-                                 c->v + (size_t)l * c->B * cap * kvd, pad, B, n, t0, cap,
+        attention_decode_forward(s->atty, s->att, s->q, c->k + (size_t)l * c->B * S * kvd,
+                                 c->v + (size_t)l * c->B * S * kvd, pad, B, n, t0, S,
                                  NH, NKV, hd);
         block_output(m, l, s->x, N, &o);
     }
@@ -143,7 +143,7 @@ static void decode_positions(const opd_model *m, opd_kv_cache *c,
 
 /* tokens (B) at position t; the cache holds positions 0..t-1 of every
  * sequence (positions < pad[b] are padding and never read by real tokens).
- * logits (B, V). The caller guarantees t < c->cap and B <= c->B, s->B. */
+ * logits (B, V). The caller guarantees t < c->S and B <= c->B, s->B. */
 void opd_model_decode_step(const opd_model *m, opd_kv_cache *c,
                            opd_decode_scratch *s, const int *tokens,
                            const int *pad, int t, float *logits) {
@@ -152,12 +152,12 @@ void opd_model_decode_step(const opd_model *m, opd_kv_cache *c,
 
 int opd_model_prefill(const opd_model *m, opd_kv_cache *c, opd_decode_scratch *s,
                       const int *tokens, const int *pad, int n, float *logits) {
-    if (n < 1 || n > c->cap)
-        return opd_set_error("opd_model_prefill: %d positions, the cache holds %d", n, c->cap);
-    if ((size_t)c->B * n > (size_t)s->B || s->cap < c->cap)
+    if (n < 1 || n > c->S)
+        return opd_set_error("opd_model_prefill: %d positions, the cache holds %d", n, c->S);
+    if ((size_t)c->B * n > (size_t)s->B || s->S < c->S)
         return opd_set_error("opd_model_prefill: scratch for %d rows of %d positions, need %d x %d rows "
-                             "and %d positions (opd_decode_scratch_init(s, cfg, B * n, cap))",
-                             s->B, s->cap, c->B, n, c->cap);
+                             "and %d positions (opd_decode_scratch_init(s, cfg, B * n, S))",
+                             s->B, s->S, c->B, n, c->S);
     decode_positions(m, c, s, tokens, pad, 0, n, logits);
     return 0;
 }

@@ -269,15 +269,15 @@ void swiglu_backward(float *dgate, float *dup, const float *dout,
  * KV cache (the decode step: n = 1; the prompt prefill: n = P). Each query
  * attends over cache positions pad[b]..t; a pad position attends to itself
  * only, as in attention_forward, so it stays finite.
- *   q (B, n, NH*hd) after RoPE; kc (B, NKV*hd, cap) this layer's keys,
- *   transposed so a query's scores run over contiguous positions; vc (B, cap,
- *   NKV*hd); att (B, n, NH, cap) scratch; out (B, n, NH*hd).
+ *   q (B, n, NH*hd) after RoPE; kc (B, NKV*hd, S) this layer's keys,
+ *   transposed so a query's scores run over contiguous positions; vc (B, S,
+ *   NKV*hd); att (B, n, NH, S) scratch; out (B, n, NH*hd).
  * The cache holds positions 0 .. t0+n-1 already (opd_kv_cache_write).
  * Every (b, i, h) is independent, and each score sums its hd products in
  * order from 0, so the thread count changes nothing. */
 void attention_decode_forward(float *out, float *att, const float *q, const float *kc,
                               const float *vc, const int *pad, int B, int n, int t0,
-                              int cap, int NH, int NKV, int hd) {
+                              int S, int NH, int NKV, int hd) {
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
     float scale = opd_rsqrtf((float)hd);
     #pragma omp parallel for collapse(3) schedule(static)
@@ -288,13 +288,13 @@ void attention_decode_forward(float *out, float *att, const float *q, const floa
                 int pb = pad ? pad[b] : 0;
                 int j0 = t >= pb ? pb : t;
                 const float *qh = q + (size_t)row * qd + h * hd;
-                const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * cap;  /* (hd, cap) */
-                const float *vb = vc + (size_t)b * cap * kvd + (h / group) * hd;
-                float *a = att + ((size_t)row * NH + h) * cap;
+                const float *kT = kc + ((size_t)b * kvd + (h / group) * hd) * S;  /* (hd, S) */
+                const float *vb = vc + (size_t)b * S * kvd + (h / group) * hd;
+                float *a = att + ((size_t)row * NH + h) * S;
                 /* scores q . k_j over the transposed keys: the inner loop
                  * runs over positions j (vectorized) */
                 for (int j = j0; j <= t; j++) a[j] = 0.0f;
-                opd_vecmat_accumulate(a + j0, qh, kT + j0, cap, hd, t - j0 + 1);
+                opd_vecmat_accumulate(a + j0, qh, kT + j0, S, hd, t - j0 + 1);
                 float maxv = -INFINITY;
                 for (int j = j0; j <= t; j++) {
                     a[j] *= scale;

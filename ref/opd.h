@@ -291,12 +291,12 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         int B, int S, int NH, int NKV, int hd);
 /* Attention of n new positions t0..t0+n-1 per sequence against the KV cache
  * (the decode step n = 1, the prefill n = P): q (B, n, NH*hd); kc (B, NKV*hd,
- * cap) one layer's keys, transposed; vc (B, cap, NKV*hd); att (B, n, NH, cap)
+ * S) one layer's keys, transposed; vc (B, S, NKV*hd); att (B, n, NH, S)
  * scratch; out (B, n, NH*hd). Equal to the rows t0..t0+n-1 of
  * attention_forward up to rounding. */
 void attention_decode_forward(float *out, float *att, const float *q, const float *kc,
                               const float *vc, const int *pad, int B, int n, int t0,
-                              int cap, int NH, int NKV, int hd);
+                              int S, int NH, int NKV, int hd);
 /* out (N, F) = silu(gate) * up */
 void swiglu_forward(float *out, const float *gate, const float *up, int N, int F);
 void swiglu_backward(float *dgate, float *dup, const float *dout,
@@ -431,13 +431,13 @@ int opd_sample_token(const float *logits, int V, const opd_sampler_config *s,
 
 /* --------------------------------------------------------- KV cache, decode */
 typedef struct {
-    int L, B, cap, kv_dim;   /* cap: positions held = prompt + horizon */
-    float *k;                /* (L, B, NKV*hd, cap) keys transposed: a query's
+    int L, B, S, kv_dim;     /* S: positions held, P + H_k (a rollout's sequence) */
+    float *k;                /* (L, B, NKV*hd, S) keys transposed: a query's
                                 scores run over contiguous positions */
-    float *v;                /* (L, B, cap, NKV*hd) */
+    float *v;                /* (L, B, S, NKV*hd) */
 } opd_kv_cache;
 
-int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int cap);
+int opd_kv_cache_init(opd_kv_cache *c, const opd_config *cfg, int B, int S);
 void opd_kv_cache_free(opd_kv_cache *c);
 /* Positions t0..t0+n-1 of every sequence of layer l: k, v (B, n, NKV*hd). */
 void opd_kv_cache_write(opd_kv_cache *c, int l, const float *k, const float *v, int n, int t0);
@@ -446,13 +446,13 @@ size_t opd_kv_cache_bytes(const opd_kv_cache *c);
 /* Per-call scratch of the decode step: B rows (one token per sequence), or
  * B * n rows for a prefill of n positions of B sequences. */
 typedef struct {
-    int B, cap;              /* B: rows */
+    int B, S;                /* B: rows; S: positions of the cache it serves */
     float *x, *xn, *q, *k, *v, *atty, *tmp, *gate, *up, *att; /* sized for B rows */
     float *rstd;             /* (B) RMSNorm statistics, unused by decode */
     int *pos;                /* (B) RoPE position of each sequence's token */
 } opd_decode_scratch;
 int opd_decode_scratch_init(opd_decode_scratch *s, const opd_config *cfg,
-                            int B, int cap);
+                            int B, int S);
 void opd_decode_scratch_free(opd_decode_scratch *s);
 
 /* Decode one position t for every sequence: tokens (B) are the tokens at
@@ -464,7 +464,7 @@ void opd_model_decode_step(const opd_model *m, opd_kv_cache *c,
 /* Prefill: positions 0..n-1 of every sequence in one pass, tokens (B, n)
  * (B = c->B): the cache ends as after n decode steps (equal up to rounding:
  * the matmuls see B*n rows at once), logits (B, V) of position n-1. s needs
- * B * n rows (opd_decode_scratch_init(s, cfg, B * n, cap)). */
+ * B * n rows (opd_decode_scratch_init(s, cfg, B * n, S)). */
 int opd_model_prefill(const opd_model *m, opd_kv_cache *c, opd_decode_scratch *s,
                       const int *tokens, const int *pad, int n, float *logits);
 

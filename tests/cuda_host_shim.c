@@ -180,9 +180,9 @@ int opd_cuda_decode_positions(opd_cuda *cu, int *pos, const int *pad, int B, int
 }
 
 int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const float *k, const float *v,
-                            int B, int cap, int kvd, int t) {
+                            int B, int S, int kvd, int t) {
     /* one layer of an opd_kv_cache of this shape: the reference's own write */
-    opd_kv_cache c = {.L = 1, .B = B, .cap = cap, .kv_dim = kvd, .k = kc, .v = vc};
+    opd_kv_cache c = {.L = 1, .B = B, .S = S, .kv_dim = kvd, .k = kc, .v = vc};
     opd_kv_cache_write(&c, 0, k, v, 1, t);
     return 0;
 }
@@ -191,13 +191,13 @@ int opd_cuda_kv_cache_write(opd_cuda *cu, float *kc, float *vc, const float *k, 
  * CPU's cache layout, so this is the reference's attention_decode_forward
  * with one position per sequence. */
 int opd_cuda_decode_attention(opd_cuda *cu, float *out, float *att, const float *q,
-                              const float *kc, const float *vc, const int *pad, int B, int cap,
+                              const float *kc, const float *vc, const int *pad, int B, int S,
                               int t, int NH, int NKV, int hd) {
     if (NKV <= 0 || NH % NKV != 0)
         return opd_set_error("opd_cuda_decode_attention: NH = %d is not a multiple of NKV = %d", NH, NKV);
-    if (t < 0 || t >= cap)
-        return opd_set_error("opd_cuda_decode_attention: position %d outside the cache (capacity %d)", t, cap);
-    attention_decode_forward(out, att, q, kc, vc, pad, B, 1, t, cap, NH, NKV, hd);
+    if (t < 0 || t >= S)
+        return opd_set_error("opd_cuda_decode_attention: position %d outside the cache (capacity %d)", t, S);
+    attention_decode_forward(out, att, q, kc, vc, pad, B, 1, t, S, NH, NKV, hd);
     return 0;
 }
 

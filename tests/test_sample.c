@@ -426,7 +426,7 @@ static void test_prefill_matches_decode_steps(void) {
     CU_ASSERT_FATAL(opd_model_prefill(&m, &c2, &s2, tokens, pad, P, prefill_logits) == 0);
 
     double e_logits = opd_max_abs_diff(prefill_logits, steps_logits, B * V), max_kv = 0;
-    size_t n = (size_t)c1.L * B * c1.cap * c1.kv_dim;   /* the whole cache */
+    size_t n = (size_t)c1.L * B * c1.S * c1.kv_dim;   /* the whole cache */
     double e_kv = fmax(opd_max_abs_diff(c2.k, c1.k, n), opd_max_abs_diff(c2.v, c1.v, n));
     for (size_t i = 0; i < n; i++) max_kv = fmax(max_kv, fabs(c1.k[i]));
     printf("\n  prefill vs %d decode steps: max |dlogit| %.3g, max |dk|, |dv| %.3g (max |k| %.2f)",
