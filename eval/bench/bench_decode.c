@@ -2,7 +2,7 @@
  * of matmuls plus O(t) attention, so the per-token time grows linearly with
  * the position t (not quadratically, as re-running the prefix would), and the
  * cache memory is proportional to prompt + horizon, which is why a truncated
- * horizon (TOPD, H = 0.1 T) saves memory as well as time. */
+ * horizon (TOPD, H_k = 0.1 T) saves memory as well as time. */
 #include "bench.h"
 
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* bench_step.c — `opd bench step`: one OPD step on a small teacher/student
- * pair at H = T, 0.25 T and 0.1 T: seconds per phase and peak memory.
+ * pair at H_k = T, 0.25 T and 0.1 T: seconds per phase and peak memory.
  *
  * Each horizon runs in its own process (this binary re-executed with
  * --rho), because a process's peak RSS can only grow: measuring the three in
@@ -77,7 +77,7 @@ int opd_bench_step(int argc, char **argv) {
         case 'h':
             printf("Usage: opd bench step [--rho R] [--steps N] [--max-new-tokens T] [--batch B] [--device cpu|cuda]\n"
                    "One OPD step (student d=128 L=4, teacher d=256 L=6, V=64, prompt 32):\n"
-                   "seconds per phase and peak RSS, at H = T, 0.25 T, 0.1 T (or only --rho R).\n");
+                   "seconds per phase and peak RSS, at H_k = T, 0.25 T, 0.1 T (or only --rho R).\n");
             return 0;
         default: return cli_usage_error("bench step");
         }

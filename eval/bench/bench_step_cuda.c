@@ -1,6 +1,6 @@
 /* bench_step_cuda.c — `opd bench step --device cuda`: one OPD step on the GPU
  * (opd_cuda_distill_step) next to the CPU reference (opd_distill_step), on
- * the pair and batch of bench_step.c (bench_common.c), at H = T, 0.25 T and 0.1 T: seconds
+ * the pair and batch of bench_step.c (bench_common.c), at H_k = T, 0.25 T and 0.1 T: seconds
  * per step on each, the speed-up, and whether the first step sampled the
  * same tokens on both (it should: the sampler is keyed by (seed, step, seq,
  * pos), and both start from the same weights).
@@ -131,7 +131,7 @@ int opd_bench_step_cuda(int argc, char **argv) {
             printf("Usage: opd bench step --device cuda [--rho R] [--steps N] [--max-new-tokens T] [--batch B]\n"
                    "One OPD step on the GPU next to the CPU reference (the pair of 'opd bench step'):\n"
                    "seconds per step, the GPU's phases, the speed-up, and whether step 0 sampled the\n"
-                   "same tokens on both, at H = T, 0.25 T, 0.1 T (or only --rho R).\n");
+                   "same tokens on both, at H_k = T, 0.25 T, 0.1 T (or only --rho R).\n");
             return 0;
         default: return cli_usage_error("bench step");
         }

@@ -8,7 +8,7 @@
  *  1. the reference's own gemm (ref/gemm.c) against oneDNN and OpenBLAS
  *     (the core it picks here, and its best core type) at every model
  *     shape, with the geometric means (bench_matmul.c's table);
- *  2. the whole OPD step at H = T and at H = 0.1 T, each in its own process
+ *  2. the whole OPD step at H_k = T and at H_k = 0.1 T, each in its own process
  *     (time and peak RSS), against PyTorch eager (eval/torch_step_bench.py)
  *     at the same horizon and threads;
  *  3. the step's floor: the gemms of its teacher forward, student forward

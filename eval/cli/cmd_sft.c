@@ -12,6 +12,24 @@ static void print_eval(const char *what, const harness_eval_result *r) {
            100.0 * r->truncated_frac, r->seconds);
 }
 
+/* --log: one row per step; each column's name next to its value (as
+ * distill_run.c's log.csv), the header made from the same table */
+#define SFT_LOG_COLUMNS(X)        \
+    X(int, "step", k)             \
+    X(num, "loss", loss)          \
+    X(num, "grad_norm", grad_norm) \
+    X(num, "lr", lr)              \
+    X(num, "seconds", sec)
+#define COL_NAME(kind, name, value) name,
+#define COL_PUT(kind, name, value) opd_csv_log_##kind(log, value);
+static const char *sft_log_header[] = {SFT_LOG_COLUMNS(COL_NAME)};
+#define SFT_LOG_COLS ((int)(sizeof sft_log_header / sizeof sft_log_header[0]))
+
+static void sft_log_row(opd_csv_log *log, long k, float loss, float grad_norm, float lr, double sec) {
+    SFT_LOG_COLUMNS(COL_PUT)
+    opd_csv_log_end_row(log);
+}
+
 int cmd_sft(int argc, char **argv) {
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'},
@@ -115,9 +133,8 @@ int cmd_sft(int argc, char **argv) {
     opd_adamw opt;
     opd_adamw_init(&opt, &oc, m.num_params);
     opd_csv_log log;
-    static const char *hdr[] = {"step", "loss", "grad_norm", "lr", "seconds"};
     int have_log = logp != NULL;
-    if (have_log && opd_csv_log_open(&log, logp, hdr, 5) != 0) return cli_fail("sft");
+    if (have_log && opd_csv_log_open(&log, logp, sft_log_header, SFT_LOG_COLS) != 0) return cli_fail("sft");
     int *idx = opd_malloc(sizeof(int) * B);
     double t_start = opd_time();
     int rc = 0, done = 0, stopped = 0;
@@ -135,11 +152,7 @@ int cmd_sft(int argc, char **argv) {
             float lr_now = opd_lr_at(&oc, opt.step);
             rc = opd_sft_step(&m, &opt, tokens, pad, mask, B, S, &loss, &gn);
             double sec = opd_time() - t_start;
-            if (rc == 0 && have_log) {
-                opd_csv_log_int(&log, k); opd_csv_log_num(&log, loss); opd_csv_log_num(&log, gn);
-                opd_csv_log_num(&log, lr_now); opd_csv_log_num(&log, sec);
-                opd_csv_log_end_row(&log);
-            }
+            if (rc == 0 && have_log) sft_log_row(&log, k, loss, gn, lr_now, sec);
             if (cli_progress_tty())
                 fprintf(stderr, "\rsft step %d/%d  loss %.4f  |g| %.3f  %.0f s   ", k + 1, steps, loss, gn, sec);
             else if ((k + 1) % 50 == 0 || k == 0 || k + 1 == steps)
