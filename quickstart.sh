@@ -28,4 +28,4 @@ make -j"$(nproc)"
 
 [ "${1:-}" = "--build-only" ] && exit 0
 echo "== running the demo"
-sh eval/experiment.sh --preset demo
+sh eval/experiment/experiment.sh --preset demo

@@ -31,7 +31,7 @@ void harness_prompt_batch(const opd_tokenizer *tok, const opd_task *tasks,
 
 void harness_sft_batch(const opd_tokenizer *tok, const opd_task *tasks,
                        const int *idx, int B, int **tokens, int **pad,
-                       float **loss_mask, int *T) {
+                       float **loss_mask, int *S) {
     int maxlen = 0;
     int *plen = opd_malloc(sizeof(int) * B), *len = opd_malloc(sizeof(int) * B);
     for (int b = 0; b < B; b++) {
@@ -39,7 +39,7 @@ void harness_sft_batch(const opd_tokenizer *tok, const opd_task *tasks,
         len[b] = plen[b] + (int)strlen(tasks[idx[b]].solution) + 1;
         if (len[b] > maxlen) maxlen = len[b];
     }
-    *T = maxlen;
+    *S = maxlen;
     *tokens = opd_malloc(sizeof(int) * B * maxlen);
     *pad = opd_malloc(sizeof(int) * B);
     *loss_mask = opd_calloc((size_t)B * maxlen, sizeof(float));
@@ -61,13 +61,19 @@ void harness_sft_batch(const opd_tokenizer *tok, const opd_task *tasks,
     free(len);
 }
 
-int harness_full_horizon(const opd_task *tasks, int n) {
-    int T = 1;
+int harness_max_new_tokens(const opd_task *tasks, int n) {
+    int max_new_tokens = 1;
     for (int i = 0; i < n; i++) {
         int l = (int)strlen(tasks[i].solution) + 1;
-        if (l > T) T = l;
+        if (l > max_new_tokens) max_new_tokens = l;
     }
-    return T;
+    return max_new_tokens;
+}
+
+int harness_check_vocab(const opd_model *m, const char *path, int tok_vocab) {
+    if (m->cfg.vocab_size == tok_vocab) return 0;
+    return opd_set_error("%s: vocab_size %d is not the %d of the task's character tokenizer%s", path,
+                         m->cfg.vocab_size, tok_vocab, HARNESS_TEXT_HINT);
 }
 
 void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx) {
@@ -76,7 +82,7 @@ void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx) {
 }
 
 int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
-                     const opd_task *tasks, int n, int T, int batch,
+                     const opd_task *tasks, int n, int max_new_tokens, int batch,
                      const opd_sampler_config *s, int k, uint64_t seed,
                      harness_eval_result *r) {
     memset(r, 0, sizeof *r);
@@ -93,7 +99,7 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
     int total = n * k;
     int *idx = opd_malloc(sizeof(int) * batch);
     uint32_t *ids = opd_malloc(sizeof(uint32_t) * batch);
-    char *text = opd_malloc((size_t)T + 16);
+    char *text = opd_malloc((size_t)max_new_tokens + 16);
     double correct = 0, len_sum = 0, trunc = 0;
     for (int start = 0; start < total; start += batch) {
         int B = total - start < batch ? total - start : batch;
@@ -103,20 +109,20 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
         }
         int *prompts, *pad, P;
         harness_prompt_batch(tok, tasks, idx, B, &prompts, &pad, &P);
-        if (P + T > m->cfg.max_seq_len) {
+        if (P + max_new_tokens > m->cfg.max_seq_len) {
             free(prompts); free(pad); free(idx); free(ids); free(text);
-            return opd_set_error("prompt %d + horizon %d exceeds the model's max_seq_len %d",
-                                 P, T, m->cfg.max_seq_len);
+            return opd_set_error("prompt %d + max new tokens %d exceeds the model's max_seq_len %d",
+                                 P, max_new_tokens, m->cfg.max_seq_len);
         }
         opd_rollout roll;
         memset(&roll, 0, sizeof roll);
-        int rc_ = opd_rollout_sample(m, prompts, pad, ids, B, P, T, &rc, &roll);
+        int rc_ = opd_rollout_sample(m, prompts, pad, ids, B, P, max_new_tokens, &rc, &roll);
         free(prompts);
         free(pad);
         if (rc_ != 0) { free(idx); free(ids); free(text); return -1; }
         for (int b = 0; b < B; b++) {
-            const int *gen = roll.tokens + (size_t)b * (P + T) + P;
-            if (opd_tok_decode(tok, gen, roll.length[b], text, (size_t)T + 16) < 0) text[0] = '\0';
+            const int *gen = roll.tokens + (size_t)b * (P + max_new_tokens) + P;
+            if (opd_tok_decode(tok, gen, roll.length[b], text, (size_t)max_new_tokens + 16) < 0) text[0] = '\0';
             int ok = opd_task_verify(tasks[idx[b]].prompt, text) == 1;
             int steps = tasks[idx[b]].steps;
             correct += ok;

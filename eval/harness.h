@@ -11,13 +11,19 @@
 void harness_prompt_batch(const opd_tokenizer *tok, const opd_task *tasks,
                           const int *idx, int B, int **prompts, int **pad, int *P);
 /* SFT sequences [<bos> prompt solution <eos>] left-padded to the longest:
- * tokens (B, T), pad (B), loss_mask (B, T) = 1 where position t predicts a
+ * tokens (B, S), pad (B), loss_mask (B, S) = 1 where position t predicts a
  * solution or <eos> token. Caller frees all three. */
 void harness_sft_batch(const opd_tokenizer *tok, const opd_task *tasks,
                        const int *idx, int B, int **tokens, int **pad,
-                       float **loss_mask, int *T);
-/* Full horizon of a dataset: the longest reference solution + <eos>. */
-int harness_full_horizon(const opd_task *tasks, int n);
+                       float **loss_mask, int *S);
+/* The default full horizon T (max new tokens) of a dataset: the longest
+ * reference solution + <eos>. */
+int harness_max_new_tokens(const opd_task *tasks, int n);
+/* The task's character tokenizer against model m (from path): the vocab
+ * sizes must be equal, else an error naming the file and how a real model
+ * is run instead (HARNESS_TEXT_HINT). */
+int harness_check_vocab(const opd_model *m, const char *path, int tok_vocab);
+#define HARNESS_TEXT_HINT " (a model with its own tokenizer takes --prompts FILE.jsonl --tokenizer tokenizer.json)"
 /* Indices of a training batch for step k: keyed draws, independent of
  * anything but (seed, k), so a resumed run sees the same batches. */
 void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx);
@@ -33,10 +39,10 @@ typedef struct {
     double seconds;
 } harness_eval_result;
 
-/* Decode every problem to the horizon T (greedy when s->temperature == 0,
+/* Decode every problem to max_new_tokens (greedy when s->temperature == 0,
  * else k samples keyed by (seed, problem * k + j)) and score exact match. */
 int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
-                     const opd_task *tasks, int n, int T, int batch,
+                     const opd_task *tasks, int n, int max_new_tokens, int batch,
                      const opd_sampler_config *s, int k, uint64_t seed,
                      harness_eval_result *r);
 

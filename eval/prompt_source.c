@@ -77,15 +77,15 @@ void prompt_source_free(prompt_source *s) {
     memset(s, 0, sizeof *s);
 }
 
-int prompt_source_check(const prompt_source *s, const opd_model *m, const char *path, int T) {
+int prompt_source_check(const prompt_source *s, const opd_model *m, const char *path, int max_new_tokens) {
     int V = m->cfg.vocab_size;
     if (s->bpe.vocab_size > V)
         return opd_set_error("%s: vocab_size %d is smaller than the tokenizer's %d ids (%s): not the model of this tokenizer",
                              path, V, s->bpe.vocab_size, s->tok_path);
     for (int i = 0; i < s->set.n; i++)
-        if (s->len[i] + T > m->cfg.max_seq_len)
+        if (s->len[i] + max_new_tokens > m->cfg.max_seq_len)
             return opd_set_error("%s:%d: the prompt's %d tokens + %d new tokens exceed the max_seq_len %d of %s",
-                                 s->prompts_path, s->set.item[i].line, s->len[i], T, m->cfg.max_seq_len, path);
+                                 s->prompts_path, s->set.item[i].line, s->len[i], max_new_tokens, m->cfg.max_seq_len, path);
     return 0;
 }
 
@@ -106,7 +106,7 @@ void prompt_source_batch(const prompt_source *s, const int *idx, int B, int **pr
     }
 }
 
-int prompt_source_evaluate(const prompt_source *s, const opd_model *m, int n, int T, int batch,
+int prompt_source_evaluate(const prompt_source *s, const opd_model *m, int n, int max_new_tokens, int batch,
                            uint64_t seed, prompt_eval_result *r) {
     memset(r, 0, sizeof *r);
     if (n > s->set.n) n = s->set.n;
@@ -123,7 +123,7 @@ int prompt_source_evaluate(const prompt_source *s, const opd_model *m, int n, in
     int maxtok = 1;
     for (int i = 0; i < s->bpe.vocab_size; i++)
         if (s->bpe.token_len[i] > maxtok) maxtok = s->bpe.token_len[i];
-    size_t cap = (size_t)T * maxtok + 1;
+    size_t cap = (size_t)max_new_tokens * maxtok + 1;
     char *text = opd_malloc(cap);
     int *idx = opd_malloc(sizeof(int) * batch);
     uint32_t *ids = opd_malloc(sizeof(uint32_t) * batch);
@@ -136,7 +136,7 @@ int prompt_source_evaluate(const prompt_source *s, const opd_model *m, int n, in
         prompt_source_batch(s, idx, B, &prompts, &pad, &P);
         opd_rollout roll;
         memset(&roll, 0, sizeof roll);
-        ret = opd_rollout_sample(m, prompts, pad, ids, B, P, T, &rc, &roll);
+        ret = opd_rollout_sample(m, prompts, pad, ids, B, P, max_new_tokens, &rc, &roll);
         free(prompts);
         free(pad);
         if (ret != 0) break;
@@ -145,7 +145,7 @@ int prompt_source_evaluate(const prompt_source *s, const opd_model *m, int n, in
             len_sum += roll.length[b];
             trunc += roll.truncated[b];
             if (!p->answer) continue;
-            const int *gen = roll.tokens + (size_t)b * (P + T) + P;
+            const int *gen = roll.tokens + (size_t)b * (P + max_new_tokens) + P;
             /* ids past the tokenizer's (HF's padded rows) decode to nothing: a miss */
             if (opd_bpe_decode(&s->bpe, gen, roll.length[b], text, cap, OPD_BPE_SKIP_SPECIAL) < 0) text[0] = '\0';
             r->scored++;

@@ -35,10 +35,10 @@ typedef struct {
 int prompt_source_open(prompt_source *s, const char *prompts, const char *tokenizer,
                        const char *tmpl, const char *eos);
 void prompt_source_free(prompt_source *s);
-/* The vocabulary rule for model m (from path), and that every prompt plus T
- * new tokens fits its max_seq_len. Errors name the model and the tokenizer
+/* The vocabulary rule for model m (from path), and that every prompt plus
+ * max_new_tokens fits its max_seq_len. Errors name the model and the tokenizer
  * or prompt file (path:line). */
-int prompt_source_check(const prompt_source *s, const opd_model *m, const char *path, int T);
+int prompt_source_check(const prompt_source *s, const opd_model *m, const char *path, int max_new_tokens);
 /* Prompts idx[0..B) left-padded (pad_id) to the longest: prompts (B, P), pad (B). */
 void prompt_source_batch(const prompt_source *s, const int *idx, int B, int **prompts,
                          int **pad, int *P);
@@ -51,9 +51,9 @@ typedef struct {
     double mean_len, truncated_frac, seconds;
 } prompt_eval_result;
 
-/* Decode the first n prompts greedily to T new tokens and verify the last
+/* Decode the first n prompts greedily to max_new_tokens and verify the last
  * number of each against its answer. */
-int prompt_source_evaluate(const prompt_source *s, const opd_model *m, int n, int T, int batch,
+int prompt_source_evaluate(const prompt_source *s, const opd_model *m, int n, int max_new_tokens, int batch,
                            uint64_t seed, prompt_eval_result *r);
 
 #endif

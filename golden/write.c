@@ -258,8 +258,8 @@ static int write_step(const char *dir, json_t *entries, const opd_config *prod) 
     snprintf(val, sizeof val, "%d", G_PAD); opd_st_set_meta(&w.st, "step.pad_id", val);
     opd_st_set_meta(&w.st, "step.sampler", "temperature 1, top_k 0, top_p 1");
     opd_st_set_meta(&w.st, "step.optimizer", "AdamW lr 1e-3 betas (0.9, 0.95) eps 1e-8 wd 0.01 clip 1.0");
-    put_params(&w, T_EXACT, "opd_model_init_random + spread (golden.c)", &sc, s.params_mem, "student.");
-    put_params(&w, T_EXACT, "opd_model_init_random + spread (golden.c)", &tc, t.params_mem, "teacher.");
+    put_params(&w, T_EXACT, "opd_model_init_random + spread (golden/write.c)", &sc, s.params_mem, "student.");
+    put_params(&w, T_EXACT, "opd_model_init_random + spread (golden/write.c)", &tc, t.params_mem, "teacher.");
 
     /* left-padded prompts of lengths 6, 4, 2; real tokens avoid pad and EOS */
     int prompts[G_B * G_P], pad[G_B] = {0, 2, 4};

@@ -215,7 +215,7 @@ static void layers_losses(harness *h) {
     put_device(h, "log_softmax.lse", lse);
 }
 
-/* The draws of write_layers in golden.c: uniform i is opd_uniform(42 + i,
+/* The draws of write_layers in golden/write.c: uniform i is opd_uniform(42 + i,
  * i, 2i, 3i, i % 4); the sampler's key is (77, config, row, 5). */
 static void layers_sampling(harness *h) {
     int R = dim(h, "philox.uniform", 0);
@@ -272,7 +272,7 @@ static int meta_int(harness *h, const char *key) {
     return v ? atoi(v) : 0;
 }
 
-/* metadata "<who>.<field>" of the golden step (golden.c's cfg_meta) */
+/* metadata "<who>.<field>" of the golden step (golden/write.c's cfg_meta) */
 static const char *meta_field(harness *h, const char *who, const char *field) {
     char key[96];
     snprintf(key, sizeof key, "%s.%s", who, field);
@@ -335,7 +335,7 @@ static void put_params(harness *h, const opd_config *cfg, const float *dmem, con
     free(host);
 }
 
-/* put_acts of golden.c: every activation of the last forward of m, read
+/* put_acts of golden/write.c: every activation of the last forward of m, read
  * from the device with the CPU's (L, B, S, X) packing. */
 static void put_acts(harness *h, const char *who, const opd_cuda_model *m) {
     const opd_config *c = &m->cfg;
@@ -370,7 +370,7 @@ static void put_acts(harness *h, const char *who, const opd_cuda_model *m) {
     put_device(h, name, a->pos);
 }
 
-/* step.{teacher,student}_logprobs: log-softmax of the step's (B, Hs, V)
+/* step.{teacher,student}_logprobs: log-softmax of the step's (B, trained_len, V)
  * logits on the device, picked at y on the host. */
 static void put_logprobs(harness *h, const char *name, const float *dlogits, const int *y,
                          int BH, int V) {
@@ -388,9 +388,9 @@ static void put_logprobs(harness *h, const char *name, const float *dlogits, con
 /* The rollout, the scored tokens and the forward activations: the same for
  * every loss kind (same weights, same keys), recorded after the first. */
 static void put_step_common(harness *h, const opd_cuda_step_work *w, opd_cuda_model *ds,
-                            opd_cuda_model *dt, int B, int P, int H, int Hs, int V) {
+                            opd_cuda_model *dt, int B, int P, int H, int trained_len, int V) {
     const opd_rollout *r = &w->roll;
-    int Tq = P + Hs - 1;
+    int S = P + trained_len - 1;
     put_host(h, "rollout.tokens", r->tokens);
     put_host(h, "rollout.mask", r->mask);
     put_host(h, "rollout.sampler_logprobs", r->logprobs);
@@ -399,13 +399,13 @@ static void put_step_common(harness *h, const opd_cuda_step_work *w, opd_cuda_mo
     put_device(h, "step.tokens", w->tokens);
     put_device(h, "step.y", w->y);
     put_device(h, "step.mask", w->mask);
-    int *y = opd_malloc((size_t)B * Hs * sizeof(int));
-    fail_if(h, opd_cuda_download(h->cu, y, w->y, (size_t)B * Hs * sizeof(int)));
-    put_logprobs(h, "step.teacher_logprobs", w->t_logits, y, B * Hs, V);
-    put_logprobs(h, "step.student_logprobs", w->s_logits, y, B * Hs, V);
+    int *y = opd_malloc((size_t)B * trained_len * sizeof(int));
+    fail_if(h, opd_cuda_download(h->cu, y, w->y, (size_t)B * trained_len * sizeof(int)));
+    put_logprobs(h, "step.teacher_logprobs", w->t_logits, y, B * trained_len, V);
+    put_logprobs(h, "step.student_logprobs", w->s_logits, y, B * trained_len, V);
     free(y);
     put_acts(h, "student", ds);   /* the step's own student forward */
-    if (!h->err) fail_if(h, opd_cuda_model_forward(h->cu, dt, w->tokens, w->pad, B, Tq));
+    if (!h->err) fail_if(h, opd_cuda_model_forward(h->cu, dt, w->tokens, w->pad, B, S));
     if (!h->err) put_acts(h, "teacher", dt);
     (void)H;
 }
@@ -448,7 +448,7 @@ int gpu_golden_step(opd_cuda *cu, const char *golden_path, const char *out_path,
     const opd_st_tensor *prompts = ref_tensor(&h, "input.prompts"), *pad = ref_tensor(&h, "input.pad");
     const opd_st_tensor *ids = ref_tensor(&h, "input.seq_ids");
 
-    /* the golden step's settings (golden/README.md, write_step in golden.c) */
+    /* the golden step's settings (golden/README.md, write_step in golden/write.c) */
     opd_distill_config dc;
     opd_distill_config_default(&dc, H > 0 ? H : 1);
     dc.rollout.eos_id = meta_int(&h, "step.eos_id");
@@ -492,8 +492,8 @@ int gpu_golden_step(opd_cuda *cu, const char *golden_path, const char *out_path,
         if (!h.err && log)
             fprintf(log, "  step with loss %-8s: H=%d trained_len=%d tokens=%ld loss %.6g grad_norm %.6g\n",
                     ln, st.horizon, st.trained_len, st.tokens, st.loss, st.grad_norm);
-        int Hs = st.trained_len;
-        if (!h.err && kind == OPD_LOSS_RKL_SAMPLED) put_step_common(&h, &w, &ds, &dt, B, P, H, Hs, V);
+        int trained_len = st.trained_len;
+        if (!h.err && kind == OPD_LOSS_RKL_SAMPLED) put_step_common(&h, &w, &ds, &dt, B, P, H, trained_len, V);
         snprintf(name, sizeof name, "loss.%s.value", ln);
         put_host(&h, name, &st.loss);
         snprintf(name, sizeof name, "loss.%s.per_token", ln);

@@ -57,7 +57,7 @@ done
 same "demo-size shapes: 1 vs 2 threads bit-identical" "$dir/D1/student.safetensors" "$dir/D2/student.safetensors"
 
 # --- TOPD: every step's horizon is ceil(rho * T), no rollout is longer
-run "topd rho 0.25, T 20" "$OPD" distill $common --method topd --rho 0.25 --horizon 20 --steps 3 --out "$dir/topd"
+run "topd rho 0.25, T 20" "$OPD" distill $common --method topd --rho 0.25 --max-new-tokens 20 --steps 3 --out "$dir/topd"
 h=$(col "$dir/topd/log.csv" horizon | sort -u | tr '\n' ' ')
 [ "$h" = "5 " ] && ok "TOPD horizon is ceil(0.25 * 20) = 5 at every step" || bad "TOPD horizons: '$h'"
 mx=$(col "$dir/topd/log.csv" trained_len | sort -n | tail -1)
@@ -66,9 +66,17 @@ tk=$(col "$dir/topd/log.csv" tokens | sort -n | tail -1)
 [ "$tk" -le 30 ] && ok "TOPD tokens per step <= 6 sequences x 5 ($tk)" || bad "TOPD generated $tk tokens in a step"
 
 # --- POPD: H_k = min(T, H0 + dH * floor(k / dk))
-run "popd h0 4 dh 3 dk 2, T 12" "$OPD" distill $common --method popd --horizon 12 --h0 4 --dh 3 --dk 2 --steps 8 --out "$dir/popd"
+run "popd h0 4 dh 3 dk 2, T 12" "$OPD" distill $common --method popd --max-new-tokens 12 --h0 4 --dh 3 --dk 2 --steps 8 --out "$dir/popd"
 h=$(col "$dir/popd/log.csv" horizon | tr '\n' ' ')
 [ "$h" = "4 4 7 7 10 10 12 12 " ] && ok "POPD horizons 4 4 7 7 10 10 12 12" || bad "POPD horizons: '$h'"
+# the old spellings of --max-new-tokens (--horizon, -T) still set T, with one warning line
+for old in "--horizon" "-T"; do
+    run "popd with the old $old 12" "$OPD" distill $common --method popd $old 12 --h0 4 --dh 3 --dk 2 --steps 4 --out "$dir/popd_old"
+    h=$(col "$dir/popd_old/log.csv" horizon | tr '\n' ' ')
+    [ "$h" = "4 4 7 7 " ] && ok "$old 12 is --max-new-tokens 12 (horizons $h)" || bad "$old 12: horizons '$h'"
+    [ "$(cat "$dir/err")" = "opd distill: $old is deprecated, use --max-new-tokens" ] &&
+        ok "$old: one warning line" || { bad "$old: stderr is not the one warning line"; cat "$dir/err"; }
+done
 
 # --- every loss runs through the CLI, and evaluation writes its log
 for loss in rkl rkl-full fkl jsd rkl-topk rkl-seq; do
@@ -88,7 +96,7 @@ run "init a 32-token student" "$OPD" init --vocab 32 --d-model 16 --layers 1 --h
 expect_fail "vocabulary mismatch" "vocabularies differ" "$OPD" distill $common --student "$dir/v32.st" --steps 1 --out "$dir/x"
 expect_fail "rho out of range" "out of range" "$OPD" distill $common --method topd --rho 2 --steps 1 --out "$dir/x"
 expect_fail "unknown method" "method" "$OPD" distill $common --method sideways --steps 1 --out "$dir/x"
-expect_fail "horizon beyond max_seq_len" "max_seq_len" "$OPD" distill $common --horizon 200 --steps 1 --out "$dir/x"
+expect_fail "horizon beyond max_seq_len" "max_seq_len" "$OPD" distill $common --max-new-tokens 200 --steps 1 --out "$dir/x"
 expect_fail "resume without a checkpoint" "student.safetensors" "$OPD" distill $common --resume --steps 1 --out "$dir/empty"
 head -c 1000 "$dir/t.st" >"$dir/trunc.st"
 expect_fail "truncated teacher" "trunc.st" "$OPD" distill $common --teacher "$dir/trunc.st" --steps 1 --out "$dir/x"

@@ -2,9 +2,8 @@
  * of matmuls plus O(t) attention, so the per-token time grows linearly with
  * the position t (not quadratically, as re-running the prefix would), and the
  * cache memory is proportional to prompt + horizon, which is why a truncated
- * horizon (TOPD, H = 0.1 T) saves memory as well as time. */
-#include "bench_decode.h"
-#include "opd.h"
+ * horizon (TOPD, H_k = 0.1 T) saves memory as well as time. */
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,14 +78,14 @@ int opd_bench_decode(int argc, char **argv) {
     }
     printf("(linear cost in t: the slopes are about equal; a re-run of the prefix would grow them with t)\n");
 
-    /* KV cache for a horizon T = 1024 vs a truncated 0.1 T, prompt 64 */
-    int P = 64, T = 1024, Ht = (T + 9) / 10;
+    /* KV cache for the full horizon T = 1024 vs a truncated H_k = 0.1 T, prompt 64 */
+    int P = 64, max_new_tokens = 1024, Ht = (max_new_tokens + 9) / 10;
     opd_kv_cache full, trunc;
-    cfg.max_seq_len = P + T;
-    if (opd_kv_cache_init(&full, &cfg, B, P + T) == 0 && opd_kv_cache_init(&trunc, &cfg, B, P + Ht) == 0) {
+    cfg.max_seq_len = P + max_new_tokens;
+    if (opd_kv_cache_init(&full, &cfg, B, P + max_new_tokens) == 0 && opd_kv_cache_init(&trunc, &cfg, B, P + Ht) == 0) {
         size_t bf = opd_kv_cache_bytes(&full), bt = opd_kv_cache_bytes(&trunc);
         printf("KV cache, batch %d, prompt %d: H = T = %d: %.2f MiB; H = 0.1 T = %d: %.2f MiB (%.3fx)\n",
-               B, P, T, bf / 1048576.0, Ht, bt / 1048576.0, (double)bt / bf);
+               B, P, max_new_tokens, bf / 1048576.0, Ht, bt / 1048576.0, (double)bt / bf);
     }
     opd_kv_cache_free(&full);
     opd_kv_cache_free(&trunc);

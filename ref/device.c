@@ -1,7 +1,7 @@
-/* device.c — see device.h. Everything CUDA is behind OPD_HAVE_CUDA, so the
+/* device.c — see opd_device.h. Everything CUDA is behind OPD_HAVE_CUDA, so the
  * CPU-only build has no CUDA dependency at all. */
 #include "config.h"
-#include "device.h"
+#include "opd_device.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +11,12 @@
 #include "opd_cuda.h"
 #endif
 
-int cli_device(const char *cmd, const char *name, opd_device_kind *out) {
-    if (!strcmp(name, "cpu")) { *out = OPD_DEVICE_CPU; return 0; }
-    if (!strcmp(name, "cuda")) {
+int opd_device_have_cuda(void) {
 #ifdef OPD_HAVE_CUDA
-        *out = OPD_DEVICE_CUDA;
-        return 0;
+    return 1;
 #else
-        fprintf(stderr, "opd %s: --device cuda: this opd was built without CUDA: ./configure --with-cuda\n", cmd);
-        return -1;
+    return 0;
 #endif
-    }
-    fprintf(stderr, "opd %s: --device: '%s' is not cpu or cuda\n", cmd, name);
-    return -1;
 }
 
 struct opd_device {

@@ -1,5 +1,6 @@
 /* opd.c — the command-line tool: `opd COMMAND [OPTIONS]`. Each command is a
- * function in eval/; this file only dispatches. */
+ * function in its own file (eval/cli/cmd_NAME.c, eval/bench/bench.c,
+ * golden/cmd_golden.c); this file only dispatches. */
 #include "config.h"
 #include "cli.h"
 
@@ -12,16 +13,13 @@ typedef struct {
     const char *help;
 } command;
 
-int cmd_tokenize(int argc, char **argv);  /* eval/cmd_tokenize.c */
-int cmd_export(int argc, char **argv);    /* eval/cmd_export.c */
-
 static const command commands[] = {
     {"init", cmd_init, "write a randomly initialised model checkpoint"},
     {"info", cmd_info, "check a checkpoint and print its config"},
     {"data", cmd_data, "generate the task's train/valid/test CSV splits"},
     {"sft", cmd_sft, "supervised training on reference solutions (teacher, student warm start)"},
-    {"distill", cmd_distill, "on-policy distillation: full, POPD or TOPD horizons"},
-    {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon"},
+    {"distill", cmd_distill, "on-policy distillation: full, POPD or TOPD step horizons H_k"},
+    {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon T (max new tokens)"},
     {"golden", cmd_golden, "write golden tensors / compare two golden files"},
     {"bench", cmd_bench, "benchmarks: targets, matmul, decode, step (see 'opd bench --help')"},
     {"tokenize", cmd_tokenize, "encode / decode text with a Hugging Face tokenizer.json"},

@@ -5,7 +5,7 @@
 # (final accuracy, wall-clock, time to a target accuracy, tokens generated,
 # peak memory) and a plot of accuracy against wall-clock.
 #
-#   sh eval/experiment.sh [--preset demo|paper] [--out DIR] [--opd PATH]
+#   sh eval/experiment/experiment.sh [--preset demo|paper] [--out DIR] [--opd PATH]
 #
 # Each method runs in its own `opd distill` process, so its peak memory is its
 # own. Wall-clock is training time (rollout + teacher + student + optimizer),

@@ -3,12 +3,12 @@
  * next to what it is judged against.
  *
  * Shapes: student d=128 L=4 4 heads ffn 512; teacher d=256 L=6 8 heads
- * ffn 1024; V=64; batch 16; prompt 32; horizon T=256.
+ * ffn 1024; V=64; batch 16; prompt 32; full horizon T = max new tokens = 256.
  *
  *  1. the reference's own gemm (ref/gemm.c) against oneDNN and OpenBLAS
  *     (the core it picks here, and its best core type) at every model
  *     shape, with the geometric means (bench_matmul.c's table);
- *  2. the whole OPD step at H = T and at H = 0.1 T, each in its own process
+ *  2. the whole OPD step at H_k = T and at H_k = 0.1 T, each in its own process
  *     (time and peak RSS), against PyTorch eager (eval/torch_step_bench.py)
  *     at the same horizon and threads;
  *  3. the step's floor: the gemms of its teacher forward, student forward
@@ -30,10 +30,10 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { BATCH = 16, PROMPT = 32, HORIZON = 256, VOCAB = 64 };
+enum { BATCH = 16, PROMPT = 32, MAX_NEW_TOKENS = 256, VOCAB = 64 };
 
-static void student_cfg(opd_config *c) { bench_model_config(c, VOCAB, 128, 4, 4, 512, PROMPT + HORIZON); }
-static void teacher_cfg(opd_config *c) { bench_model_config(c, VOCAB, 256, 6, 8, 1024, PROMPT + HORIZON); }
+static void student_cfg(opd_config *c) { bench_model_config(c, VOCAB, 128, 4, 4, 512, PROMPT + MAX_NEW_TOKENS); }
+static void teacher_cfg(opd_config *c) { bench_model_config(c, VOCAB, 256, 6, 8, 1024, PROMPT + MAX_NEW_TOKENS); }
 
 /* ------------------------------------------------------- (a) gemm shapes */
 typedef struct { int transA, transB, M, N, K; } gemm;
@@ -134,7 +134,7 @@ static double time_rollout(const opd_model *s, int reps) {
     for (int r = 0; r <= reps; r++) {
         opd_rollout ro;
         double t0 = opd_time();
-        if (opd_rollout_sample(s, prompts, pad, ids, BATCH, PROMPT, HORIZON, &rc, &ro) != 0) {
+        if (opd_rollout_sample(s, prompts, pad, ids, BATCH, PROMPT, MAX_NEW_TOKENS, &rc, &ro) != 0) {
             free(prompts);
             return -1;
         }
@@ -151,7 +151,7 @@ static double time_rollout(const opd_model *s, int reps) {
  * process; prints "STEP H total_s peak_kib". */
 static int child_step(float rho, int steps) {
     bench_step_setup e;
-    if (bench_step_setup_init(&e, VOCAB, BATCH, PROMPT, HORIZON, rho) != 0) return cli_fail("bench targets");
+    if (bench_step_setup_init(&e, VOCAB, BATCH, PROMPT, MAX_NEW_TOKENS, rho) != 0) return cli_fail("bench targets");
     opd_step_work w;
     memset(&w, 0, sizeof w);
     opd_step_stats st;
@@ -262,7 +262,7 @@ int opd_bench_targets(int argc, char **argv) {
 
     /* 3. the floor: the step's gemms (over the [x; y] sequence of H = T) at
      * oneDNN's rate, and the rollout at the bandwidth bound */
-    int Tq = PROMPT + HORIZON - 1, N = BATCH * Tq;
+    int Tq = PROMPT + MAX_NEW_TOKENS - 1, N = BATCH * Tq;
     opd_config sc, tc;
     student_cfg(&sc);
     teacher_cfg(&tc);
@@ -282,7 +282,7 @@ int opd_bench_targets(int argc, char **argv) {
     /* generating token i streams the weights and the cache of P + i positions */
     double kv_pos = 2.0 * sc.n_layers * BATCH * (sc.d_model / sc.n_heads * sc.n_kv_heads) * sizeof(float);
     double bytes = 0;
-    for (int i = 0; i < HORIZON; i++) bytes += s.num_params * sizeof(float) + kv_pos * (PROMPT + i);
+    for (int i = 0; i < MAX_NEW_TOKENS; i++) bytes += s.num_params * sizeof(float) + kv_pos * (PROMPT + i);
     double t_roll_bound = bytes / (bw * 1e9), t_floor = t_gemm_fast + t_roll_bound;
     opd_model_free(&s);
 
@@ -297,7 +297,7 @@ int opd_bench_targets(int argc, char **argv) {
     double t_torch01 = torch_step_sec(python, script, "0.1", nthr, steps);
 
     printf("\nstudent d=128 L=4 ffn 512, teacher d=256 L=6 ffn 1024, V=%d, batch %d, prompt %d, T=%d\n\n",
-           VOCAB, BATCH, PROMPT, HORIZON);
+           VOCAB, BATCH, PROMPT, MAX_NEW_TOKENS);
     printf("| %-50s | %-38s | %-8s | %-3s |\n", "what", "measured", "target", "met");
     printf("|%.*s|%.*s|%.*s|%.*s|\n", 52, "------------------------------------------------------------",
            40, "------------------------------------------------------------", 10, "------------",
@@ -325,7 +325,7 @@ int opd_bench_targets(int argc, char **argv) {
     row(w, m, "", -1);
     snprintf(m, sizeof m, "%.3f s (%.0f GFLOP/s)", t_gemm_own, flops / t_gemm_own * 1e-9);
     row("    the same gemms, own", m, "", -1);
-    snprintf(m, sizeof m, "%.0f tok/s (%.3f s) vs %.1f GB/s", BATCH * HORIZON / t_roll, t_roll, bw);
+    snprintf(m, sizeof m, "%.0f tok/s (%.3f s) vs %.1f GB/s", BATCH * MAX_NEW_TOKENS / t_roll, t_roll, bw);
     row("    rollout alone (batch 16, H = T), triad bandwidth", m, "", -1);
     snprintf(m, sizeof m, "%.3f s of %.3f s", full.sec_rollout, full.sec);
     row("    rollout phase inside the H = T step", m, "", -1);

@@ -1,14 +1,10 @@
 /* bench.c — `opd bench [matmul|decode|step|all]`: the benchmark tables
  * (`make bench` runs them all). Speed targets live here, not in unit tests. */
+#include "bench.h"
 #include "cli.h"
 
 #include <stdio.h>
 #include <string.h>
-
-int opd_bench_matmul(int argc, char **argv);  /* bench_matmul.c */
-int opd_bench_decode(int argc, char **argv);  /* bench_decode.c */
-int opd_bench_step(int argc, char **argv);    /* bench_step.c */
-int opd_bench_targets(int argc, char **argv); /* bench_targets.c */
 
 int cmd_bench(int argc, char **argv) {
     const char *which = argc >= 2 ? argv[1] : "targets";
@@ -17,7 +13,7 @@ int cmd_bench(int argc, char **argv) {
                "  targets  the issue-8 targets in one table, measured side by side (default; make bench)\n"
                "  matmul   GFLOP/s of each matmul backend at the model's shapes, next to the best sgemm\n"
                "  decode   rollout tokens/s at positions ~64, 256, 1024 and KV-cache memory\n"
-               "  step     one OPD step at H = T, 0.25 T, 0.1 T: seconds per phase, peak memory\n"
+               "  step     one OPD step at H_k = T, 0.25 T, 0.1 T (T: --max-new-tokens): seconds per phase, peak memory\n"
                "  all      matmul, decode and step\n"
                "Run 'opd bench NAME --help' for a benchmark's options.\n");
         return 0;

@@ -1,7 +1,7 @@
-/* device.h — `--device cpu|cuda` for the commands that run OPD steps: the
- * step on the CPU reference (opd_distill_step) or on the GPU
- * (opd_cuda_distill_step, ./configure --with-cuda). The CPU stays the
- * default and the source of truth. */
+/* opd_device.h — where an OPD step runs: on the CPU reference
+ * (opd_distill_step) or on the GPU (opd_cuda_distill_step, ./configure
+ * --with-cuda), behind one API, so a caller (the CLI's --device) makes the
+ * choice once. The CPU stays the default and the source of truth. */
 #ifndef OPD_DEVICE_H
 #define OPD_DEVICE_H
 
@@ -9,11 +9,8 @@
 
 typedef enum { OPD_DEVICE_CPU = 0, OPD_DEVICE_CUDA = 1 } opd_device_kind;
 
-/* Parse --device NAME. "cuda" in a build without CUDA is refused here,
- * before any work: prints "opd CMD: --device cuda: this opd was built
- * without CUDA: ./configure --with-cuda" and returns -1 (the caller exits
- * 2), as does an unknown name. */
-int cli_device(const char *cmd, const char *name, opd_device_kind *out);
+/* 1 when this library was built with the CUDA path (./configure --with-cuda). */
+int opd_device_have_cuda(void);
 
 /* The models and the optimizer on the chosen device. With CUDA the student,
  * teacher and AdamW moments live on the GPU between steps; the host copies

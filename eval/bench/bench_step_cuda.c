@@ -1,6 +1,6 @@
 /* bench_step_cuda.c — `opd bench step --device cuda`: one OPD step on the GPU
  * (opd_cuda_distill_step) next to the CPU reference (opd_distill_step), on
- * the pair and batch of bench_step.c, at H = T, 0.25 T and 0.1 T: seconds
+ * the pair and batch of bench_step.c (bench_common.c), at H_k = T, 0.25 T and 0.1 T: seconds
  * per step on each, the speed-up, and whether the first step sampled the
  * same tokens on both (it should: the sampler is keyed by (seed, step, seq,
  * pos), and both start from the same weights).
@@ -19,8 +19,6 @@
 #include "opd_cuda.h"
 #endif
 
-int opd_bench_step_cuda(int argc, char **argv);
-
 #ifndef OPD_HAVE_CUDA
 int opd_bench_step_cuda(int argc, char **argv) {
     fprintf(stderr, "opd bench step: --device cuda: this opd was built without CUDA: ./configure --with-cuda\n");
@@ -29,7 +27,7 @@ int opd_bench_step_cuda(int argc, char **argv) {
 #else
 
 typedef struct {
-    int B, P, T, steps, V;
+    int B, P, max_new_tokens, steps, V;   /* max_new_tokens: the full horizon T */
     float rho;
 } bench_cfg;
 
@@ -44,7 +42,7 @@ typedef struct {
 /* warm-up step 0 (not timed, its rollout kept), then `steps` timed steps */
 static int run(const bench_cfg *b, opd_cuda *cu, bench_result *res) {
     bench_step_setup e;
-    if (bench_step_setup_init(&e, b->V, b->B, b->P, b->T, b->rho) != 0) return -1;
+    if (bench_step_setup_init(&e, b->V, b->B, b->P, b->max_new_tokens, b->rho) != 0) return -1;
 
     opd_step_work w;
     opd_cuda_step_work cw;
@@ -112,26 +110,28 @@ int opd_bench_step_cuda(int argc, char **argv) {
     static const struct option opts[] = {
         {"rho", required_argument, 0, 'r'},
         {"steps", required_argument, 0, 'n'},
-        {"horizon", required_argument, 0, 'T'},
+        {"max-new-tokens", required_argument, 0, 'T'},
+        {"horizon", required_argument, 0, 'H'},   /* the old name of --max-new-tokens */
         {"batch", required_argument, 0, 'B'},
         {"device", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    bench_cfg b = {.B = 16, .P = 32, .T = 256, .steps = 2, .V = 64, .rho = -1};
+    bench_cfg b = {.B = 16, .P = 32, .max_new_tokens = 256, .steps = 2, .V = 64, .rho = -1};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'r': if (cli_float("bench step", "rho", optarg, 0.001, 1, &b.rho)) return 2; break;
         case 'n': if (cli_int("bench step", "steps", optarg, 1, 1000, &b.steps)) return 2; break;
-        case 'T': if (cli_int("bench step", "horizon", optarg, 1, 1 << 16, &b.T)) return 2; break;
+        case 'H': cli_deprecated("bench step", "--horizon", "--max-new-tokens"); /* fall through */
+        case 'T': if (cli_int("bench step", "max-new-tokens", optarg, 1, 1 << 16, &b.max_new_tokens)) return 2; break;
         case 'B': if (cli_int("bench step", "batch", optarg, 1, 4096, &b.B)) return 2; break;
         case 'D': break;   /* cuda: how we got here */
         case 'h':
-            printf("Usage: opd bench step --device cuda [--rho R] [--steps N] [--horizon T] [--batch B]\n"
+            printf("Usage: opd bench step --device cuda [--rho R] [--steps N] [--max-new-tokens T] [--batch B]\n"
                    "One OPD step on the GPU next to the CPU reference (the pair of 'opd bench step'):\n"
                    "seconds per step, the GPU's phases, the speed-up, and whether step 0 sampled the\n"
-                   "same tokens on both, at H = T, 0.25 T, 0.1 T (or only --rho R).\n");
+                   "same tokens on both, at H_k = T, 0.25 T, 0.1 T (or only --rho R).\n");
             return 0;
         default: return cli_usage_error("bench step");
         }
@@ -145,7 +145,7 @@ int opd_bench_step_cuda(int argc, char **argv) {
     if (opd_cuda_create(&cu, 0) != 0) return cli_fail("bench step");
     printf("OPD step on the GPU (%s) vs the CPU reference (%s matmul), batch %d, prompt %d, T = %d,\n"
            "mean of %d steps after a warm-up; GPU phases include a stream synchronisation\n",
-           why, opd_matmul_backend_name(opd_matmul_get_backend()), b.B, b.P, b.T, b.steps);
+           why, opd_matmul_backend_name(opd_matmul_get_backend()), b.B, b.P, b.max_new_tokens, b.steps);
     printf("| rho   |  H   | cpu s    | gpu roll | gpu tea. | gpu stu. | gpu opt. | gpu s    | speed-up | step-0 tokens | loss0 cpu / gpu |\n");
     printf("|-------|------|----------|----------|----------|----------|----------|----------|----------|------------|-----------------|\n");
     static const float rhos[] = {1.0f, 0.25f, 0.1f};

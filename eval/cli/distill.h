@@ -1,0 +1,38 @@
+/* distill.h — `opd distill` in three files, called in one direction:
+ * cmd_distill.c (options, defaults, help) -> distill_run.c (the loop, the
+ * logs, checkpoints) -> distill_resume.c (--resume: checkpoint metadata and
+ * the logs' old rows). */
+#ifndef OPD_DISTILL_H
+#define OPD_DISTILL_H
+
+#include "cli.h"
+#include "source.h"
+
+typedef struct {
+    const char *teacher, *student, *out, *evalp;
+    const char *data;                                /* the built-in task's CSV, or */
+    const char *prompts, *tokenizer, *tmpl, *eos;    /* text prompts */
+    opd_distill_config dc;   /* dc.schedule.max_new_tokens is T, the full horizon */
+    opd_optim_config oc;
+    int B, samples, steps, eval_every, eval_n, save_every, resume;
+    int stop_after;   /* stop (with a checkpoint) after this many steps, as if interrupted */
+    uint64_t seed;
+    opd_device_kind device;   /* --device: where the steps run (opd_device.h) */
+} distill_args;
+
+/* The run on resolved arguments: train draws the batches, evals (NULL: no
+ * --eval) scores the student. Both stay the caller's. */
+int distill_run(const distill_args *a, const source *train, const source *evals);
+
+/* --resume. A checkpoint's integer metadata in [lo, hi] / seconds (finite,
+ * >= 0), with the value in the error. */
+int distill_meta_long(const char *path, const char *key, long lo, long hi, long *out);
+int distill_meta_seconds(const char *path, const char *key, double *out);
+/* log.csv and eval.csv of a run resumed at step k0: rows up to the
+ * checkpoint kept, a log of other columns, behind its checkpoint or missing
+ * refused; both logs open on success, neither on failure. */
+int distill_resume_logs(opd_csv_log *slog, const char *slog_path, const char *const *shdr, int scols,
+                        opd_csv_log *elog, const char *elog_path, const char *const *ehdr, int ecols,
+                        long k0);
+
+#endif
