@@ -41,7 +41,6 @@ long opd_peak_rss_kb(void);                    /* VmHWM of this process, kB */
 int opd_atomic_write(const char *path, const void *const *parts,
                      const size_t *sizes, int n);
 /* Same, for a file produced by a callback writing to a FILE* (CSV, JSON). */
-struct opd_file_writer_ctx;
 int opd_atomic_write_cb(const char *path,
                         int (*write_fn)(void *user, void *fp /* FILE* */),
                         void *user);
@@ -141,7 +140,6 @@ typedef struct {
 typedef struct {
     float *dres;       /* (B, S, C)   gradient of the residual stream      */
     float *dbuf_c;     /* (B, S, C)                                        */
-    float *dbuf_c2;    /* (B, S, C)                                        */
     float *dq;         /* (B, S, NH*hd)                                    */
     float *dk;         /* (B, S, NKV*hd)                                   */
     float *dv;         /* (B, S, NKV*hd)                                   */
@@ -285,9 +283,10 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
 void attention_forward(float *out, float *att, const float *q, const float *k,
                        const float *v, const int *pad, int B, int S, int NH,
                        int NKV, int hd);
+/* No pad: the mask is already in att (P = 0 where masked, hence dZ = 0). */
 void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
-                        const float *v, const float *att, const int *pad,
+                        const float *v, const float *att,
                         int B, int S, int NH, int NKV, int hd);
 /* out (N, F) = silu(gate) * up */
 void swiglu_forward(float *out, const float *gate, const float *up, int N, int F);

@@ -143,7 +143,7 @@ int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv, f
                                 const float *dout, const float *q, const float *k,
                                 const float *v, const float *att, const int *pad, int B,
                                 int S, int NH, int NKV, int hd) {
-    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, S, NH, NKV, hd);
+    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, S, NH, NKV, hd);
     return 0;
 }
 

@@ -247,7 +247,7 @@ static void attention_case(const char *name, int NH, int NKV, int *pad) {
     }
     float *dq = opd_calloc(nq, 4), *dk = opd_calloc(nkv, 4), *dv = opd_calloc(nkv, 4);
     float *datt = opd_malloc(natt * sizeof(float));
-    attention_backward(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, pad, c.B, c.T, NH, NKV, c.hd);
+    attention_backward(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, c.B, c.T, NH, NKV, c.hd);
     char what[96];
     printf("  %s\n", name);
     snprintf(what, sizeof what, "attention dq");
