@@ -204,6 +204,13 @@ void matmul_forward(float *out, const float *inp, const float *weight,
 void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int N, int C, int OC);
+/* The same two as plain loops (ref/layers_naive.c), to read against the
+ * formulas; equal to the fast ones within rounding, not bit for bit. */
+void matmul_forward_naive(float *out, const float *inp, const float *weight,
+                          const float *bias, int N, int C, int OC);
+void matmul_backward_naive(float *dinp, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const float *weight,
+                           int N, int C, int OC);
 /* C (M, N) = alpha * op(A) op(B) + beta * C, row-major, the one sgemm every
  * layer goes through (dispatches to the selected backend). */
 void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
@@ -288,6 +295,16 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
                         const float *v, const float *att,
                         int B, int S, int NH, int NKV, int hd);
+/* The same two one query at a time in plain loops (ref/layers_naive.c), to
+ * read against the formulas; equal to the blocked gemm versions within
+ * rounding, not bit for bit (tests/test_model.c). */
+void attention_forward_naive(float *out, float *att, const float *q, const float *k,
+                             const float *v, const int *pad, int B, int S, int NH,
+                             int NKV, int hd);
+void attention_backward_naive(float *dq, float *dk, float *dv, float *datt,
+                              const float *dout, const float *q, const float *k,
+                              const float *v, const float *att,
+                              int B, int S, int NH, int NKV, int hd);
 /* out (N, F) = silu(gate) * up */
 void swiglu_forward(float *out, const float *gate, const float *up, int N, int F);
 void swiglu_backward(float *dgate, float *dup, const float *dout,
