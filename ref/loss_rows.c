@@ -17,7 +17,7 @@
 
 /* The max is subtracted before exp so that no term overflows and the
  * largest one is exactly 1 (the sum is >= 1, its log safe). */
-void loss_log_softmax_row(double *lp, const float *z, int V) {
+void opd_loss_log_softmax_row(double *lp, const float *z, int V) {
     double mx = z[0];
     for (int v = 1; v < V; v++) if (z[v] > mx) mx = z[v];
     double sum = 0.0;
@@ -28,7 +28,7 @@ void loss_log_softmax_row(double *lp, const float *z, int V) {
 
 /* KL(q || p) = sum_v q (lq - lp). A token the student gives probability 0
  * adds nothing (0 log 0 = 0). */
-double loss_rkl_value(const double *lq, const double *lp, int V) {
+double opd_loss_rkl_value(const double *lq, const double *lp, int V) {
     double kl = 0.0;
     for (int v = 0; v < V; v++) {
         double q = opd_exp(lq[v]);
@@ -41,8 +41,8 @@ double loss_rkl_value(const double *lq, const double *lp, int V) {
 
 /* l = KL(q || p) = sum_v q_v (lq_v - lp_v)
  * d l / d z_j = q_j (lq_j - lp_j - KL) */
-double loss_rkl_full_row(float *drow, double omega, const double *lq,
-                         const double *lp, double kl, int V) {
+double opd_loss_rkl_full_row(float *drow, double omega, const double *lq,
+                             const double *lp, double kl, int V) {
     if (drow)
         for (int v = 0; v < V; v++) {
             double q = opd_exp(lq[v]);
@@ -55,8 +55,8 @@ double loss_rkl_full_row(float *drow, double omega, const double *lq,
 
 /* l = KL(p || q) = sum_v p_v (lp_v - lq_v)
  * d l / d z_j = q_j - p_j */
-double loss_fkl_row(float *drow, double omega, const double *lq,
-                    const double *lp, int V) {
+double opd_loss_fkl_row(float *drow, double omega, const double *lq,
+                        const double *lp, int V) {
     double kl = 0.0;
     for (int v = 0; v < V; v++) {
         double p = opd_exp(lp[v]);
@@ -84,10 +84,10 @@ static double logaddexp(double a, double b) {
  * d l / d z_j = q_j (g_j - sum_v q_v g_v).
  * The mixture vanishes at the endpoints, so (as TRL's GKD trainer does)
  * beta = 0 IS the forward KL and beta = 1 IS the reverse KL. */
-double loss_jsd_row(float *drow, double omega, const double *lq,
-                    const double *lp, double kl, double beta, double *g, int V) {
-    if (beta == 1.0) return loss_rkl_full_row(drow, omega, lq, lp, kl, V);
-    if (beta == 0.0) return loss_fkl_row(drow, omega, lq, lp, V);
+double opd_loss_jsd_row(float *drow, double omega, const double *lq,
+                        const double *lp, double kl, double beta, double *g, int V) {
+    if (beta == 1.0) return opd_loss_rkl_full_row(drow, omega, lq, lp, kl, V);
+    if (beta == 0.0) return opd_loss_fkl_row(drow, omega, lq, lp, V);
     double lb = opd_log(beta), l1b = opd_log1p(-beta);
     double jsd = 0.0, qg = 0.0;
     for (int v = 0; v < V; v++) {
@@ -106,7 +106,7 @@ double loss_jsd_row(float *drow, double omega, const double *lq,
 
 /* ------------------------------------------------- teacher top-k reverse KL */
 
-void loss_topk_scratch_init(loss_topk_scratch *s, int k, int V) {
+void opd_loss_topk_scratch_init(opd_loss_topk_scratch *s, int k, int V) {
     memset(s, 0, sizeof *s);
     s->k = k;
     if (k >= V) return;   /* the full reverse KL: no selection */
@@ -115,13 +115,13 @@ void loss_topk_scratch_init(loss_topk_scratch *s, int k, int V) {
     if (k > 64) s->all = opd_malloc((size_t)V * sizeof *s->all);
 }
 
-void loss_topk_scratch_free(loss_topk_scratch *s) {
+void opd_loss_topk_scratch_free(opd_loss_topk_scratch *s) {
     free(s->S); free(s->sub); free(s->all);
     memset(s, 0, sizeof *s);
 }
 
 static int scored_cmp(const void *a, const void *b) {
-    const loss_scored_id *x = a, *y = b;
+    const opd_loss_scored_id *x = a, *y = b;
     if (x->val != y->val) return x->val > y->val ? -1 : 1;
     return (x->id > y->id) - (x->id < y->id);
 }
@@ -135,7 +135,7 @@ static int int_cmp(const void *a, const void *b) {
  * id; returned sorted by id so sums over S run in vocabulary order.
  * An insertion into a sorted list of k is O(V k) at worst: fine for the small
  * k this loss is for; large k sort every id once instead. */
-static void teacher_topk(int *S, const float *zt, int V, int k, loss_scored_id *all) {
+static void teacher_topk(int *S, const float *zt, int V, int k, opd_loss_scored_id *all) {
     if (k > 64) {
         for (int v = 0; v < V; v++) { all[v].val = zt[v]; all[v].id = v; }
         qsort(all, V, sizeof *all, scored_cmp);
@@ -167,16 +167,16 @@ static void log_softmax_subset(double *out, const float *z, const int *S, int k)
  * l = KL(q^S || p^S) = sum_{v in S} q^S_v (log q^S_v - log p^S_v)
  * l depends on z_student[S] only: the gradient is the reverse-KL gradient of
  * that sub-softmax, 0 outside S. k >= V is the full reverse KL. */
-double loss_rkl_topk_row(float *drow, double omega, const float *zs,
-                         const float *zt, const double *lq, const double *lp,
-                         double kl, loss_topk_scratch *s, int V) {
+double opd_loss_rkl_topk_row(float *drow, double omega, const float *zs,
+                             const float *zt, const double *lq, const double *lp,
+                             double kl, opd_loss_topk_scratch *s, int V) {
     int k = s->k;
-    if (k >= V) return loss_rkl_full_row(drow, omega, lq, lp, kl, V);
+    if (k >= V) return opd_loss_rkl_full_row(drow, omega, lq, lp, kl, V);
     teacher_topk(s->S, zt, V, k, s->all);
     double *lqS = s->sub, *lpS = s->sub + k;
     log_softmax_subset(lqS, zs, s->S, k);
     log_softmax_subset(lpS, zt, s->S, k);
-    double klS = loss_rkl_value(lqS, lpS, k);
+    double klS = opd_loss_rkl_value(lqS, lpS, k);
     if (drow) {
         memset(drow, 0, (size_t)V * sizeof *drow);
         for (int i = 0; i < k; i++) {
@@ -190,7 +190,7 @@ double loss_rkl_topk_row(float *drow, double omega, const float *zs,
 /* ---------------------------------------- sampled (policy-gradient) losses */
 
 /* r = log pt(y) - log ps(y), a constant of the gradient (detached) */
-double loss_reward(const double *lq, const double *lp, int y, double clamp) {
+double opd_loss_reward(const double *lq, const double *lp, int y, double clamp) {
     double r = lp[y] - lq[y];
     if (clamp > 0.0) r = r < -clamp ? -clamp : (r > clamp ? clamp : r);
     return r;
@@ -199,11 +199,11 @@ double loss_reward(const double *lq, const double *lp, int y, double clamp) {
 /* l = -w A log ps(y)
  * d l / d z_j = -w A (onehot(y)_j - q_j)
  * A surrogate whose gradient is the policy gradient; its value is not the KL. */
-double loss_rkl_sampled_row(float *drow, double omega, double w, double A,
-                            double lq_y, const float *zs, int y, double *lq, int V) {
+double opd_loss_rkl_sampled_row(float *drow, double omega, double w, double A,
+                                double lq_y, const float *zs, int y, double *lq, int V) {
     double coef = -w * A;
     if (drow) {
-        loss_log_softmax_row(lq, zs, V);
+        opd_loss_log_softmax_row(lq, zs, V);
         double s = omega * coef;
         for (int v = 0; v < V; v++) drow[v] = (float)(-s * opd_exp(lq[v]));
         drow[y] = (float)(s * (1.0 - opd_exp(lq[y])));

@@ -189,9 +189,9 @@ typedef struct {
 /* lq, lp (V) = the row's log-softmaxes; the exact reverse KL goes to the log
  * whatever the loss is */
 static double row_log_probs(double *lq, double *lp, const loss_batch *x, size_t i) {
-    loss_log_softmax_row(lq, x->s_logits + i * x->V, x->V);
-    loss_log_softmax_row(lp, x->t_logits + i * x->V, x->V);
-    double kl = loss_rkl_value(lq, lp, x->V);
+    opd_loss_log_softmax_row(lq, x->s_logits + i * x->V, x->V);
+    opd_loss_log_softmax_row(lp, x->t_logits + i * x->V, x->V);
+    double kl = opd_loss_rkl_value(lq, lp, x->V);
     if (x->rkl) x->rkl[i] = (float)kl;
     return kl;
 }
@@ -206,9 +206,9 @@ static void full_distribution_pass(const loss_batch *x) {
         double *lq = opd_malloc((size_t)V * sizeof *lq);
         double *lp = opd_malloc((size_t)V * sizeof *lp);
         double *g = c->kind == OPD_LOSS_JSD ? opd_malloc((size_t)V * sizeof *g) : NULL;
-        loss_topk_scratch topk = {0};
+        opd_loss_topk_scratch topk = {0};
         if (c->kind == OPD_LOSS_RKL_TOPK)
-            loss_topk_scratch_init(&topk, c->topk < V ? c->topk : V, V);
+            opd_loss_topk_scratch_init(&topk, c->topk < V ? c->topk : V, V);
         #pragma omp for schedule(static)
         for (long li = 0; li < N; li++) {
             size_t i = (size_t)li;
@@ -218,18 +218,18 @@ static void full_distribution_pass(const loss_batch *x) {
             double kl = row_log_probs(lq, lp, x, i), w = x->omega[i];
             switch (c->kind) {
             case OPD_LOSS_RKL_FULL:
-                x->term[i] = loss_rkl_full_row(drow, w, lq, lp, kl, V); break;
+                x->term[i] = opd_loss_rkl_full_row(drow, w, lq, lp, kl, V); break;
             case OPD_LOSS_FKL:
-                x->term[i] = loss_fkl_row(drow, w, lq, lp, V); break;
+                x->term[i] = opd_loss_fkl_row(drow, w, lq, lp, V); break;
             case OPD_LOSS_JSD:
-                x->term[i] = loss_jsd_row(drow, w, lq, lp, kl, c->beta, g, V); break;
+                x->term[i] = opd_loss_jsd_row(drow, w, lq, lp, kl, c->beta, g, V); break;
             case OPD_LOSS_RKL_TOPK:
-                x->term[i] = loss_rkl_topk_row(drow, w, zs, zt, lq, lp, kl, &topk, V); break;
+                x->term[i] = opd_loss_rkl_topk_row(drow, w, zs, zt, lq, lp, kl, &topk, V); break;
             default: break;
             }
         }
         free(lq); free(lp); free(g);
-        loss_topk_scratch_free(&topk);
+        opd_loss_topk_scratch_free(&topk);
     }
 }
 
@@ -271,7 +271,7 @@ static void policy_gradient_pass(const loss_batch *x, double gamma) {
             if (x->mask[i] == 0.0f) continue;
             int y = x->y[i];
             row_log_probs(lq, lp, x, i);
-            reward[i] = loss_reward(lq, lp, y, clamp);
+            reward[i] = opd_loss_reward(lq, lp, y, clamp);
             iw[i] = x->sampler_lp ? opd_exp(lq[y] - (double)x->sampler_lp[i]) : 1.0;
             lq_y[i] = lq[y];
         }
@@ -286,8 +286,8 @@ static void policy_gradient_pass(const loss_batch *x, double gamma) {
             size_t i = (size_t)li;
             if (x->mask[i] == 0.0f) continue;
             float *drow = x->dlogits ? x->dlogits + i * V : NULL;
-            x->term[i] = loss_rkl_sampled_row(drow, x->omega[i], iw[i], adv[i], lq_y[i],
-                                              x->s_logits + i * V, x->y[i], lq, V);
+            x->term[i] = opd_loss_rkl_sampled_row(drow, x->omega[i], iw[i], adv[i], lq_y[i],
+                                                  x->s_logits + i * V, x->y[i], lq, V);
         }
         free(lq);
     }
