@@ -490,7 +490,7 @@ static int write_layers(const char *dir, json_t *entries, const opd_config *prod
         randn(q, nq, 30, 1.0f); randn(k, nk, 31, 1.0f);
         randn(v, nk, 32, 1.0f); randn(dout, nq, 33, 1.0f);
         attention_forward(out, att, q, k, v, pad, B, T, NH, NKV, HD);
-        attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, T, NH, NKV, HD);
+        attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, T, NH, NKV, HD);
         put_f32(&w, T_EXACT, "input", q, SHAPE(B, T, NH * HD), "attention.q");
         put_f32(&w, T_EXACT, "input", k, SHAPE(B, T, NKV * HD), "attention.k");
         put_f32(&w, T_EXACT, "input", v, SHAPE(B, T, NKV * HD), "attention.v");

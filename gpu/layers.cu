@@ -391,9 +391,8 @@ extern "C" int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att,
 extern "C" int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv,
                                            float *datt, const float *dout, const float *q,
                                            const float *k, const float *v, const float *att,
-                                           const int *pad, int B, int S, int NH, int NKV,
+                                           int B, int S, int NH, int NKV,
                                            int hd) {
-    (void)pad;   // the mask is already in att (P = 0 where masked)
     if (NKV <= 0 || NH % NKV != 0)
         return opd_set_error("opd_cuda_attention_backward: NH = %d is not a multiple of NKV = %d", NH, NKV);
     size_t rows = (size_t)B * NH * S;

@@ -71,7 +71,7 @@ static void free_acts(opd_cuda_model *m) {
     opd_cuda_free(a->tokens);
     opd_cuda_free(a->pad);
     opd_grad_scratch *g = &m->gs;
-    float *gbufs[] = {g->dres, g->dbuf_c, g->dbuf_c2, g->dq, g->dk, g->dv,
+    float *gbufs[] = {g->dres, g->dbuf_c, g->dq, g->dk, g->dv,
                       g->datty, g->datt, g->dgate, g->dup, g->dswiglu};
     for (size_t i = 0; i < sizeof gbufs / sizeof gbufs[0]; i++) opd_cuda_free(gbufs[i]);
     memset(a, 0, sizeof *a);
@@ -120,7 +120,6 @@ static int alloc_acts(opd_cuda *cu, opd_cuda_model *m, int Bc, int Sc, int Lc) {
     TRY(dev_alloc(cu, &a->pad, Bc, sizeof(int)));
     TRY(dev_alloc(cu, &g->dres, BT * C, sizeof(float)));
     TRY(dev_alloc(cu, &g->dbuf_c, BT * C, sizeof(float)));
-    TRY(dev_alloc(cu, &g->dbuf_c2, BT * C, sizeof(float)));
     TRY(dev_alloc(cu, &g->dq, BT * qd, sizeof(float)));
     TRY(dev_alloc(cu, &g->dk, BT * kvd, sizeof(float)));
     TRY(dev_alloc(cu, &g->dv, BT * kvd, sizeof(float)));
@@ -283,7 +282,7 @@ int opd_cuda_model_backward(opd_cuda *cu, opd_cuda_model *m, const float *dlogit
         TRY(opd_cuda_zero(cu, s->dq, (size_t)N * qd * fl));
         TRY(opd_cuda_zero(cu, s->dk, (size_t)N * kvd * fl));
         TRY(opd_cuda_zero(cu, s->dv, (size_t)N * kvd * fl));
-        TRY(opd_cuda_attention_backward(cu, s->dq, s->dk, s->dv, s->datt, s->datty, q, k, v, att, a->pad,
+        TRY(opd_cuda_attention_backward(cu, s->dq, s->dk, s->dv, s->datt, s->datty, q, k, v, att,
                                         B, S, NH, NKV, hd));
         TRY(opd_cuda_rope_backward(cu, s->dq, a->pos, N, NH, hd, c->rope_theta));
         TRY(opd_cuda_rope_backward(cu, s->dk, a->pos, N, NKV, hd, c->rope_theta));

@@ -94,7 +94,7 @@ int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att,
 int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv,
                                 float *datt, const float *dout, const float *q,
                                 const float *k, const float *v, const float *att,
-                                const int *pad, int B, int S, int NH, int NKV,
+                                int B, int S, int NH, int NKV,
                                 int hd);
 /* out (N, F) = silu(gate) * up */
 int opd_cuda_swiglu_forward(opd_cuda *cu, float *out, const float *gate,

@@ -195,7 +195,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k,
  * over them in order; its gemms are single-threaded (see the forward). */
 void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
-                        const float *v, const float *att, const int *pad,
+                        const float *v, const float *att,
                         int B, int S, int NH, int NKV, int hd) {
     // datt is (B,NH,S,S) scratch: dP, then overwritten by dZ
     int qd = NH * hd, kvd = NKV * hd, group = NH / NKV;
@@ -242,7 +242,6 @@ void attention_backward(float *dq, float *dk, float *dv, float *datt,
             }
         }
     }
-    (void)pad;   // the mask is already in att (P = 0 where masked)
 }
 
 /* ------------------------------------------------------------------ swiglu */

@@ -213,7 +213,7 @@ static void free_acts(opd_model *m) {
     free(a->tokens);
     free(a->pad);
     opd_grad_scratch *g = &m->gs;
-    float *gbufs[] = {g->dres, g->dbuf_c, g->dbuf_c2, g->dq, g->dk, g->dv,
+    float *gbufs[] = {g->dres, g->dbuf_c, g->dq, g->dk, g->dv,
                       g->datty, g->datt, g->dgate, g->dup, g->dswiglu};
     for (size_t i = 0; i < sizeof gbufs / sizeof gbufs[0]; i++) free(gbufs[i]);
     memset(a, 0, sizeof *a);
@@ -269,7 +269,6 @@ static void ensure_acts(opd_model *m, int B, int S, int layers) {
     opd_grad_scratch *g = &m->gs;
     g->dres = opd_calloc(BT * C, sizeof(float));
     g->dbuf_c = opd_calloc(BT * C, sizeof(float));
-    g->dbuf_c2 = opd_calloc(BT * C, sizeof(float));
     g->dq = opd_calloc(BT * qd, sizeof(float));
     g->dk = opd_calloc(BT * kvd, sizeof(float));
     g->dv = opd_calloc(BT * kvd, sizeof(float));
@@ -404,7 +403,7 @@ void opd_model_backward(opd_model *m, const float *dlogits) {
         memset(s->dq, 0, (size_t)N * qd * sizeof(float));
         memset(s->dk, 0, (size_t)N * kvd * sizeof(float));
         memset(s->dv, 0, (size_t)N * kvd * sizeof(float));
-        attention_backward(s->dq, s->dk, s->dv, s->datt, s->datty, q, k, v, att, a->pad,
+        attention_backward(s->dq, s->dk, s->dv, s->datt, s->datty, q, k, v, att,
                            B, S, NH, NKV, hd);
         rope_backward(s->dq, a->pos, N, NH, hd, c->rope_theta);
         rope_backward(s->dk, a->pos, N, NKV, hd, c->rope_theta);

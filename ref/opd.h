@@ -41,7 +41,6 @@ long opd_peak_rss_kb(void);                    /* VmHWM of this process, kB */
 int opd_atomic_write(const char *path, const void *const *parts,
                      const size_t *sizes, int n);
 /* Same, for a file produced by a callback writing to a FILE* (CSV, JSON). */
-struct opd_file_writer_ctx;
 int opd_atomic_write_cb(const char *path,
                         int (*write_fn)(void *user, void *fp /* FILE* */),
                         void *user);
@@ -141,7 +140,6 @@ typedef struct {
 typedef struct {
     float *dres;       /* (B, S, C)   gradient of the residual stream      */
     float *dbuf_c;     /* (B, S, C)                                        */
-    float *dbuf_c2;    /* (B, S, C)                                        */
     float *dq;         /* (B, S, NH*hd)                                    */
     float *dk;         /* (B, S, NKV*hd)                                   */
     float *dv;         /* (B, S, NKV*hd)                                   */
@@ -206,6 +204,13 @@ void matmul_forward(float *out, const float *inp, const float *weight,
 void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int N, int C, int OC);
+/* The same two as plain loops (ref/layers_naive.c), to read against the
+ * formulas; equal to the fast ones within rounding, not bit for bit. */
+void matmul_forward_naive(float *out, const float *inp, const float *weight,
+                          const float *bias, int N, int C, int OC);
+void matmul_backward_naive(float *dinp, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const float *weight,
+                           int N, int C, int OC);
 /* C (M, N) = alpha * op(A) op(B) + beta * C, row-major, the one sgemm every
  * layer goes through (dispatches to the selected backend). */
 void opd_sgemm(int transA, int transB, int M, int N, int K, float alpha,
@@ -285,10 +290,21 @@ void rope_backward(float *dx, const int *pos, int N, int nh, int hd, float theta
 void attention_forward(float *out, float *att, const float *q, const float *k,
                        const float *v, const int *pad, int B, int S, int NH,
                        int NKV, int hd);
+/* No pad: the mask is already in att (P = 0 where masked, hence dZ = 0). */
 void attention_backward(float *dq, float *dk, float *dv, float *datt,
                         const float *dout, const float *q, const float *k,
-                        const float *v, const float *att, const int *pad,
+                        const float *v, const float *att,
                         int B, int S, int NH, int NKV, int hd);
+/* The same two one query at a time in plain loops (ref/layers_naive.c), to
+ * read against the formulas; equal to the blocked gemm versions within
+ * rounding, not bit for bit (tests/test_model.c). */
+void attention_forward_naive(float *out, float *att, const float *q, const float *k,
+                             const float *v, const int *pad, int B, int S, int NH,
+                             int NKV, int hd);
+void attention_backward_naive(float *dq, float *dk, float *dv, float *datt,
+                              const float *dout, const float *q, const float *k,
+                              const float *v, const float *att,
+                              int B, int S, int NH, int NKV, int hd);
 /* Attention of n new positions t0..t0+n-1 per sequence against the KV cache
  * (the decode step n = 1, the prefill n = P): q (B, n, NH*hd); kc (B, NKV*hd,
  * S) one layer's keys, transposed; vc (B, S, NKV*hd); att (B, n, NH, S)
@@ -623,7 +639,7 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
 
 /* The stages of opd_distill_step, in its order (ref/opd_step.c). The CPU
  * step, the CUDA step (gpu/step_cuda.c) and the golden writer
- * (golden/golden.c) call the same ones; only the rollout, the forwards, the
+ * (golden/write.c) call the same ones; only the rollout, the forwards, the
  * backward and the update have a device form of their own. */
 /* 1. H_k of step k; -1 if P + H_k does not fit either model. */
 int opd_step_horizon(const opd_distill_config *c, long k, int P,

@@ -1,4 +1,4 @@
-/* opd_hf.h — Hugging Face model directories (ref/hf_model.c): read what
+/* opd_hf.h — Hugging Face model directories (ref/hf_*.c): read what
  * transformers' save_pretrained writes for Qwen2 and Llama models, and write
  * an opd model as such a directory.
  *

@@ -141,9 +141,9 @@ int opd_cuda_attention_forward(opd_cuda *cu, float *out, float *att, const float
 
 int opd_cuda_attention_backward(opd_cuda *cu, float *dq, float *dk, float *dv, float *datt,
                                 const float *dout, const float *q, const float *k,
-                                const float *v, const float *att, const int *pad, int B,
+                                const float *v, const float *att, int B,
                                 int S, int NH, int NKV, int hd) {
-    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, S, NH, NKV, hd);
+    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, S, NH, NKV, hd);
     return 0;
 }
 

@@ -261,9 +261,9 @@ static void test_attention(int NH, int NKV, const int *pad, const char *shape) {
     die_on(opd_cuda_attention_forward(cu, d_out, d_att, d_q, d_k, d_v, d_pad, B, T, NH, NKV, hd), "attention_forward");
     check("attention_forward out", shape, "attn", out, d_out, nq);
     check("attention_forward att", shape, "attn", att, d_att, na);
-    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, pad, B, T, NH, NKV, hd);
+    attention_backward(dq, dk, dv, datt, dout, q, k, v, att, B, T, NH, NKV, hd);
     die_on(opd_cuda_attention_backward(cu, d_dq, d_dk, d_dv, d_datt, d_dout, d_q, d_k, d_v, d_att,
-                                       d_pad, B, T, NH, NKV, hd), "attention_backward");
+                                       B, T, NH, NKV, hd), "attention_backward");
     check("attention_backward dq", shape, "attn", dq, d_dq, nq);
     check("attention_backward dk", shape, "attn", dk, d_dk, nkv);
     check("attention_backward dv", shape, "attn", dv, d_dv, nkv);

@@ -162,7 +162,7 @@ static void layers_attention(harness *h) {
     float *dk = dev_zeros(h, (size_t)B * T * kvd * 4), *dv = dev_zeros(h, (size_t)B * T * kvd * 4);
     if (h->err) return;
     fail_if(h, opd_cuda_attention_forward(h->cu, out, att, q, k, v, pad, B, T, NH, NKV, hd));
-    fail_if(h, opd_cuda_attention_backward(h->cu, dq, dk, dv, datt, dout, q, k, v, att, pad,
+    fail_if(h, opd_cuda_attention_backward(h->cu, dq, dk, dv, datt, dout, q, k, v, att,
                                            B, T, NH, NKV, hd));
     put_device(h, "attention.att", att);
     put_device(h, "attention.out", out);

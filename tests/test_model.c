@@ -1,7 +1,8 @@
 /* test_model.c — the reference transformer: every layer's backward against
  * central finite differences, the whole model's loss gradient w.r.t. every
  * parameter tensor, determinism across thread counts, the two matmul
- * backends against each other, and left padding. */
+ * backends against each other, the plain-loop (naive) layers against the
+ * fast ones, and left padding. */
 #include "opd.h"
 #include "testutil.h"
 
@@ -247,7 +248,7 @@ static void attention_case(const char *name, int NH, int NKV, int *pad) {
     }
     float *dq = opd_calloc(nq, 4), *dk = opd_calloc(nkv, 4), *dv = opd_calloc(nkv, 4);
     float *datt = opd_malloc(natt * sizeof(float));
-    attention_backward(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, pad, c.B, c.T, NH, NKV, c.hd);
+    attention_backward(dq, dk, dv, datt, c.R, c.q, c.k, c.v, c.att, c.B, c.T, NH, NKV, c.hd);
     char what[96];
     printf("  %s\n", name);
     snprintf(what, sizeof what, "attention dq");
@@ -669,6 +670,86 @@ static void test_inference_forward(void) {
     opd_model_free(&inf);
 }
 
+/* ------------------------------------------------ naive and fast agree */
+/* The plain-loop layers (ref/layers_naive.c) against the fast ones on the
+ * same random inputs, one row per tensor with max |fast - naive| / max
+ * |naive|, ggml test-backend-ops style.
+ *
+ * Tolerance. Both compute the same sums in fp32 in different orders (the
+ * gemm's fmaf chains vs plain multiply-adds, the scale applied before vs
+ * after the dot product), so they differ by rounding only. A sum of n terms
+ * has a worst-case rounding error of (n - 1) u sum|terms| (u = 2^-24,
+ * Higham). The longest sums here are dk and dv over group * S <= 210
+ * terms; for these unit-normal inputs sum|terms| is at most about sqrt(n)
+ * (~12) times the largest result, so the worst case is about
+ * 140..210 * 6e-8 * 12 ~ 1e-4 of max |naive|: the tolerance. Typical errors
+ * grow like sqrt(n) u instead: the measured ones, printed, are ~2e-7. A
+ * real error (a wrong mask, head, scale or a missed term) moves values by a
+ * fraction of their scale, orders of magnitude above this. */
+#define NAIVE_TOL 1e-4
+
+static int naive_report(const char *what, const float *fast, const float *naive, size_t n) {
+    double e = max_rel(fast, naive, n);
+    printf("    %-28s max |fast - naive| / max |naive| = %.3g\n", what, e);
+    return e <= NAIVE_TOL;
+}
+
+static void naive_attention_case(int NH, int NKV, int hd, const int *pad, uint64_t seed) {
+    int B = 2, S = 70;   // S > ATT_QB = 64: two query blocks in the fast version
+    size_t nq = (size_t)B * S * NH * hd, nkv = (size_t)B * S * NKV * hd;
+    size_t natt = (size_t)B * NH * S * S;
+    printf("\n  attention B=%d S=%d NH=%d NKV=%d hd=%d pad {%d, %d}\n", B, S, NH, NKV, hd,
+           pad ? pad[0] : 0, pad ? pad[1] : 0);
+    float *q = normal_buf(nq, seed, 1), *k = normal_buf(nkv, seed + 1, 1);
+    float *v = normal_buf(nkv, seed + 2, 1), *dout = normal_buf(nq, seed + 3, 1);
+    float *out1 = opd_malloc(nq * 4), *out2 = opd_malloc(nq * 4);
+    float *att1 = opd_malloc(natt * 4), *att2 = opd_malloc(natt * 4);
+    float *datt1 = opd_malloc(natt * 4), *datt2 = opd_malloc(natt * 4);
+    // gradients start non-zero: both must accumulate
+    float *dq1 = normal_buf(nq, seed + 4, 1), *dk1 = normal_buf(nkv, seed + 5, 1), *dv1 = normal_buf(nkv, seed + 6, 1);
+    float *dq2 = opd_malloc(nq * 4), *dk2 = opd_malloc(nkv * 4), *dv2 = opd_malloc(nkv * 4);
+    memcpy(dq2, dq1, nq * 4); memcpy(dk2, dk1, nkv * 4); memcpy(dv2, dv1, nkv * 4);
+    attention_forward(out1, att1, q, k, v, pad, B, S, NH, NKV, hd);
+    attention_forward_naive(out2, att2, q, k, v, pad, B, S, NH, NKV, hd);
+    attention_backward(dq1, dk1, dv1, datt1, dout, q, k, v, att1, B, S, NH, NKV, hd);
+    attention_backward_naive(dq2, dk2, dv2, datt2, dout, q, k, v, att1, B, S, NH, NKV, hd);
+    CU_ASSERT(naive_report("attention_forward out", out1, out2, nq));
+    CU_ASSERT(naive_report("attention_forward att", att1, att2, natt));
+    CU_ASSERT(naive_report("attention_backward dq", dq1, dq2, nq));
+    CU_ASSERT(naive_report("attention_backward dk", dk1, dk2, nkv));
+    CU_ASSERT(naive_report("attention_backward dv", dv1, dv2, nkv));
+    CU_ASSERT(naive_report("attention_backward dZ", datt1, datt2, natt));
+    free(q); free(k); free(v); free(dout); free(out1); free(out2); free(att1); free(att2);
+    free(datt1); free(datt2); free(dq1); free(dk1); free(dv1); free(dq2); free(dk2); free(dv2);
+}
+
+static void test_naive_agree(void) {
+    int pad[2] = {5, 0}, pad_long[2] = {66, 3};   // 66: pad queries in the second block
+    naive_attention_case(4, 2, 16, pad, 300);      // GQA, group 2
+    naive_attention_case(6, 2, 8, pad_long, 310);  // GQA, group 3
+    naive_attention_case(4, 4, 16, NULL, 320);     // MHA, no padding
+    // the linear layer, with bias, gradients accumulating onto non-zero values
+    int N = 37, C = 53, OC = 29;
+    printf("\n  matmul N=%d C=%d OC=%d\n", N, C, OC);
+    float *inp = normal_buf((size_t)N * C, 330, 1), *w = normal_buf((size_t)OC * C, 331, 1);
+    float *bias = normal_buf(OC, 332, 1), *dout = normal_buf((size_t)N * OC, 333, 1);
+    float *o1 = opd_malloc((size_t)N * OC * 4), *o2 = opd_malloc((size_t)N * OC * 4);
+    float *di1 = normal_buf((size_t)N * C, 334, 1), *dw1 = normal_buf((size_t)OC * C, 335, 1);
+    float *db1 = normal_buf(OC, 336, 1);
+    float *di2 = opd_malloc((size_t)N * C * 4), *dw2 = opd_malloc((size_t)OC * C * 4), *db2 = opd_malloc(OC * 4);
+    memcpy(di2, di1, (size_t)N * C * 4); memcpy(dw2, dw1, (size_t)OC * C * 4); memcpy(db2, db1, OC * 4);
+    matmul_forward(o1, inp, w, bias, N, C, OC);
+    matmul_forward_naive(o2, inp, w, bias, N, C, OC);
+    matmul_backward(di1, dw1, db1, dout, inp, w, N, C, OC);
+    matmul_backward_naive(di2, dw2, db2, dout, inp, w, N, C, OC);
+    CU_ASSERT(naive_report("matmul_forward out", o1, o2, (size_t)N * OC));
+    CU_ASSERT(naive_report("matmul_backward dinp", di1, di2, (size_t)N * C));
+    CU_ASSERT(naive_report("matmul_backward dweight", dw1, dw2, (size_t)OC * C));
+    CU_ASSERT(naive_report("matmul_backward dbias", db1, db2, OC));
+    free(inp); free(w); free(bias); free(dout); free(o1); free(o2);
+    free(di1); free(dw1); free(db1); free(di2); free(dw2); free(db2);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     static const opd_test_case cases[] = {
@@ -683,6 +764,7 @@ int main(void) {
         {"model_grad_mha_tied", test_model_grad_mha_tied},
         {"determinism_threads", test_determinism_threads},
         {"backends_agree", test_backends_agree},
+        {"naive_agree", test_naive_agree},
         {"left_padding", test_left_padding},
         {"inference_forward", test_inference_forward},
         {0, 0}};
