@@ -518,7 +518,7 @@ __global__ void decode_attention_kernel(float *out, float *att, const float *q,
     float maxv = -INFINITY;
     for (int j = j0; j <= t; j++) {
         float dot = 0.0f;
-        for (int i = 0; i < hd; i++) dot = fmaf(qh[i], kT[(size_t)i * S + j], dot);
+        for (int i = 0; i < hd; i++) dot += qh[i] * kT[(size_t)i * S + j];
         a[j] = dot * scale;
         if (a[j] > maxv) maxv = a[j];
     }

@@ -25,7 +25,6 @@
  * tests/test_model.c checks every path against gemm_reference with memcmp. */
 #include "kernels.h"
 #include "opd.h"
-#include "vecmat.h"
 
 #include <math.h>
 #include <omp.h>
@@ -250,19 +249,6 @@ static void gemm_packed(const ukernel *u, int transA, int transB, int M, int N, 
         }
         free(Ap);
         free(Bp);
-    }
-}
-
-/* ------------------------------------------------------------- vec-mat */
-void opd_vecmat_accumulate_scalar(float *y, const float *x, const float *M, size_t ld, int m, int n) {
-    vecmat_accumulate(y, x, M, ld, m, n);
-}
-
-void opd_vecmat_accumulate(float *y, const float *x, const float *M, size_t ld, int m, int n) {
-    switch (opd_isa_get()) {
-    case OPD_ISA_AVX512: opd_vecmat_accumulate_avx512(y, x, M, ld, m, n); return;
-    case OPD_ISA_AVX2: opd_vecmat_accumulate_avx2(y, x, M, ld, m, n); return;
-    default: vecmat_accumulate(y, x, M, ld, m, n);
     }
 }
 

@@ -14,9 +14,10 @@
  * in a file is trusted: sizes are checked against the file before they are
  * used.
  *
- * Files: this one (the 16-bit floats, JSON files, which path is a Hugging
- * Face model), hf_config.c (config.json), hf_load.c (the weights in),
- * hf_save.c (a model out); hf_internal.h what they share.
+ * Files: this one (what the others share: the 16-bit floats, JSON files),
+ * hf_config.c (config.json), hf_load.c (the weights in), hf_save.c (a model
+ * out), hf_open.c (which path is a Hugging Face model; loading either kind);
+ * hf_internal.h their internal declarations.
  */
 #include "hf_internal.h"
 
@@ -90,51 +91,3 @@ json_t *opd_hf_load_json(const char *path, size_t limit) {
     }
     return root;
 }
-
-/* ------------------------------------------------------------- dispatch */
-int opd_hf_path(const char *path, char **dir_out) {
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        if (dir_out) *dir_out = xstrdup(path);
-        return 1;
-    }
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    int hf = strcmp(base, "config.json") == 0 || strcmp(base, "model.safetensors.index.json") == 0;
-    if (!hf && strcmp(base, "model.safetensors") == 0) {
-        /* the weights file of a directory: HF when a config.json sits next
-         * to it (opd's own checkpoints keep their config inside) */
-        size_t n = slash ? (size_t)(slash - path) + 1 : 0;
-        char *cfg = opd_malloc(n + sizeof "config.json");
-        memcpy(cfg, path, n);
-        strcpy(cfg + n, "config.json");
-        hf = is_file(cfg);
-        free(cfg);
-    }
-    if (!hf) return 0;
-    if (dir_out) {
-        size_t n = slash ? (size_t)(slash - path) : 0;
-        if (slash && n == 0) n = 1;   /* "/config.json" */
-        char *d = opd_malloc(n + 2);
-        if (slash) { memcpy(d, path, n); d[n] = '\0'; }
-        else strcpy(d, ".");
-        *dir_out = d;
-    }
-    return 1;
-}
-
-int opd_model_load_any(opd_model *m, const char *path, opd_adamw *opt) {
-    char *dir = NULL;
-    if (!opd_hf_path(path, &dir)) return opd_model_load(m, path, opt);
-    int rc;
-    if (opt) {
-        memset(m, 0, sizeof *m);
-        rc = opd_set_error("%s: a Hugging Face model directory holds no optimizer state "
-                           "(resuming needs an opd checkpoint)", path);
-    } else {
-        rc = opd_hf_load(m, dir);
-    }
-    free(dir);
-    return rc;
-}
-

@@ -29,8 +29,6 @@ void opd_ukernel_avx2_6x16(int kc, const float *A, size_t rs, size_t cs, const f
 void opd_ukernel_avx512_12x32(int kc, const float *A, size_t rs, size_t cs, const float *B,
                               size_t bs, float *C, size_t ldc, int acc);
 
-/* y (n) += x (m) @ M (m, n): ref/vecmat.h's loop (the scalar definition) */
-void opd_vecmat_accumulate_scalar(float *y, const float *x, const float *M, size_t ld, int m, int n);
 void opd_vecmat_accumulate_avx2(float *y, const float *x, const float *M, size_t ld, int m, int n);
 void opd_vecmat_accumulate_avx512(float *y, const float *x, const float *M, size_t ld, int m, int n);
 

@@ -10,6 +10,7 @@
 #pragma GCC target("avx2,fma")
 #endif
 #include "kernels.h"
+#include "vecmat.h"
 #include "opd.h"
 
 #include <immintrin.h>
@@ -65,7 +66,7 @@ void opd_vecmat_accumulate_avx2(float *y, const float *x, const float *M, size_t
             acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(x[r]), _mm256_loadu_ps(M + (size_t)r * ld + c)));
         _mm256_storeu_ps(y + c, acc);
     }
-    if (c < n) opd_vecmat_accumulate_scalar(y + c, x, M + c, ld, m, n - c);
+    if (c < n) vecmat_accumulate(y + c, x, M + c, ld, m, n - c);
 }
 
 /* ------------------------------------------------------------------ exp */

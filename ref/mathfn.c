@@ -12,7 +12,8 @@
  *
  * opd_expf is the hot one (softmax, SiLU, the cross-entropy gradient, the
  * sampler): it has vector versions in kernels_avx2.c / kernels_avx512.c that
- * run the same operations lane by lane, and dispatchers below. The double
+ * run the same operations lane by lane, chosen by the dispatchers of
+ * vector.c. The double
  * functions (losses, log-softmax, RoPE tables, the init, the lr schedule)
  * are scalar. Accuracy against glibc (tests/test_kernels.c, 200,000 points
  * each): expf, exp, log and log1p within 1 ulp; sin and cos within half an
@@ -52,42 +53,6 @@ float opd_expf(float x) {
     float y = fmaf(p, z, r) + 1.0f;             // exp(r) = 1 + r + r^2 p(r)
     // 2^n from its exponent bits: n in [-125, 127] here
     return y * f32_from_bits((uint32_t)((int32_t)n + 127) << 23);
-}
-
-/* -------------------------------------------------- vector dispatchers */
-void opd_vexp_sub(float *y, const float *x, float shift, size_t n) {
-    // y[i] = opd_expf(x[i] - shift)
-    switch (opd_isa_get()) {
-    case OPD_ISA_AVX512: opd_vexp_sub_avx512(y, x, shift, n); return;
-    case OPD_ISA_AVX2: opd_vexp_sub_avx2(y, x, shift, n); return;
-    default: for (size_t i = 0; i < n; i++) y[i] = opd_expf(x[i] - shift);
-    }
-}
-
-void opd_vsilu_mul(float *out, const float *gate, const float *up, size_t n) {
-    switch (opd_isa_get()) {
-    case OPD_ISA_AVX512: opd_vsilu_mul_avx512(out, gate, up, n); return;
-    case OPD_ISA_AVX2: opd_vsilu_mul_avx2(out, gate, up, n); return;
-    default:
-        for (size_t i = 0; i < n; i++) {
-            float g = gate[i];
-            out[i] = g / (1.0f + opd_expf(-g)) * up[i];
-        }
-    }
-}
-
-void opd_vsilu_mul_backward(float *dgate, float *dup, const float *dout,
-                            const float *gate, const float *up, size_t n) {
-    switch (opd_isa_get()) {
-    case OPD_ISA_AVX512: opd_vsilu_mul_backward_avx512(dgate, dup, dout, gate, up, n); return;
-    case OPD_ISA_AVX2: opd_vsilu_mul_backward_avx2(dgate, dup, dout, gate, up, n); return;
-    default:
-        for (size_t i = 0; i < n; i++) {
-            float g = gate[i], s = 1.0f / (1.0f + opd_expf(-g));
-            dgate[i] += dout[i] * up[i] * (s + g * s * (1.0f - s));
-            dup[i] += dout[i] * g * s;
-        }
-    }
 }
 
 /* ------------------------------------------------------------ double exp */

@@ -1,6 +1,6 @@
 /* vecmat.h — the inner loop of decode.c's one-query attention (internal to
  * libopd, not part of the API; layers.c's attention runs on opd_sgemm). This
- * is the definition; opd_vecmat_accumulate (gemm.c) dispatches to vector
+ * is the definition; opd_vecmat_accumulate (vector.c) dispatches to vector
  * forms of it with the same bits (kernels_avx2.c, kernels_avx512.c). */
 #ifndef OPD_VECMAT_H
 #define OPD_VECMAT_H

@@ -180,7 +180,7 @@ static void test_vector_math_equals_scalar(void) {
             for (int n = 1; n <= 70; n += 23) {
                 float y0[70], y1[70];
                 for (int c = 0; c < n; c++) y0[c] = y1[c] = up[c];
-                opd_vecmat_accumulate_scalar(y0, dout, x + 30, 71, m, n);
+                vecmat_accumulate(y0, dout, x + 30, 71, m, n);   // the definition
                 opd_vecmat_accumulate(y1, dout, x + 30, 71, m, n);
                 b3 += count_bit_diffs(y0, y1, (size_t)n);
             }
