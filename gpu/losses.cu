@@ -246,12 +246,12 @@ __global__ void distill_row_kernel(int kind, float beta, double clamp, int k,
 /* A_t = r_t + gamma A_{t+1} within a run of masked tokens; one thread per
  * sequence, backwards in time as on the CPU. */
 __global__ void advantage_kernel(double *adv, const double *reward, const float *mask,
-                                 double gamma, int B, int H) {
+                                 double gamma, int B, int trained_len) {
     int b = blockIdx.x * blockDim.x + threadIdx.x;
     if (b >= B) return;
     double carry = 0.0;
-    for (int t = H - 1; t >= 0; t--) {
-        size_t i = (size_t)b * H + t;
+    for (int t = trained_len - 1; t >= 0; t--) {
+        size_t i = (size_t)b * trained_len + t;
         if (mask[i] == 0.0f) { carry = 0.0; continue; }
         carry = reward[i] + gamma * carry;
         adv[i] = carry;
@@ -286,14 +286,14 @@ __global__ void per_token_kernel(float *per_token, const double *term, const flo
 }
 
 /* the checks of ref/losses.c's loss_config_check */
-static int loss_config_check(const opd_loss_config *c, int B, int H, int V) {
+static int loss_config_check(const opd_loss_config *c, int B, int trained_len, int V) {
     if (!c) return opd_set_error("loss: no config");
     if ((int)c->kind < 0 || (int)c->kind > (int)OPD_LOSS_RKL_SEQ)
         return opd_set_error("loss: unknown loss kind %d", (int)c->kind);
     if (c->reduction != OPD_REDUCE_TOKEN_MEAN && c->reduction != OPD_REDUCE_SEQ_MEAN)
         return opd_set_error("loss: unknown reduction %d", (int)c->reduction);
-    if (B < 0 || H < 0 || V < 1)
-        return opd_set_error("loss: bad shape B=%d H=%d V=%d", B, H, V);
+    if (B < 0 || trained_len < 0 || V < 1)
+        return opd_set_error("loss: bad shape B=%d trained_len=%d V=%d", B, trained_len, V);
     if (c->kind == OPD_LOSS_JSD && !(c->beta >= 0.0f && c->beta <= 1.0f))
         return opd_set_error("loss jsd: beta = %g must be in [0, 1]", (double)c->beta);
     if (c->kind == OPD_LOSS_RKL_TOPK && c->topk < 1)
@@ -306,8 +306,8 @@ static int loss_config_check(const opd_loss_config *c, int B, int H, int V) {
 
 /* Reduction weights omega (N) from the mask alone, exactly as the CPU.
  * Returns 1 if any token is masked. */
-static int reduction_weights(double *omega, const float *mask, opd_reduction red, int B, int H) {
-    size_t N = (size_t)B * H;
+static int reduction_weights(double *omega, const float *mask, opd_reduction red, int B, int trained_len) {
+    size_t N = (size_t)B * trained_len;
     for (size_t i = 0; i < N; i++) omega[i] = 0.0;
     if (red == OPD_REDUCE_TOKEN_MEAN) {
         double M = 0.0;
@@ -319,16 +319,16 @@ static int reduction_weights(double *omega, const float *mask, opd_reduction red
     int nseq = 0;
     for (int b = 0; b < B; b++) {
         double Mb = 0.0;
-        for (int t = 0; t < H; t++) Mb += mask[(size_t)b * H + t];
+        for (int t = 0; t < trained_len; t++) Mb += mask[(size_t)b * trained_len + t];
         if (Mb > 0.0) nseq++;
     }
     if (nseq == 0) return 0;
     for (int b = 0; b < B; b++) {
-        const float *mb = mask + (size_t)b * H;
+        const float *mb = mask + (size_t)b * trained_len;
         double Mb = 0.0;
-        for (int t = 0; t < H; t++) Mb += mb[t];
+        for (int t = 0; t < trained_len; t++) Mb += mb[t];
         if (Mb > 0.0)
-            for (int t = 0; t < H; t++) omega[(size_t)b * H + t] = mb[t] / ((double)nseq * Mb);
+            for (int t = 0; t < trained_len; t++) omega[(size_t)b * trained_len + t] = mb[t] / ((double)nseq * Mb);
     }
     return 1;
 }
@@ -336,15 +336,15 @@ static int reduction_weights(double *omega, const float *mask, opd_reduction red
 extern "C" int opd_cuda_distill_loss(opd_cuda *cu, float *loss, const opd_loss_config *c,
                                      const float *s_logits, const float *t_logits,
                                      const int *y, const float *mask,
-                                     const float *sampler_lp, int B, int H, int V,
+                                     const float *sampler_lp, int B, int trained_len, int V,
                                      float *dlogits, float *per_token, float *rkl) {
     *loss = NAN;
-    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(H > 0 ? H : 0);
+    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(trained_len > 0 ? trained_len : 0);
     // outputs start at zero, as on the CPU (also on an error)
     if (dlogits && V > 0) CUDA_CHECK(cudaMemsetAsync(dlogits, 0, N * V * sizeof(float), cu->stream));
     if (per_token) CUDA_CHECK(cudaMemsetAsync(per_token, 0, N * sizeof(float), cu->stream));
     if (rkl) CUDA_CHECK(cudaMemsetAsync(rkl, 0, N * sizeof(float), cu->stream));
-    if (loss_config_check(c, B, H, V) != 0) return -1;
+    if (loss_config_check(c, B, trained_len, V) != 0) return -1;
     if (N == 0) { *loss = 0.0f; return 0; }
 
     // host side: validate, reduction weights (small, order-sensitive)
@@ -366,7 +366,7 @@ extern "C" int opd_cuda_distill_loss(opd_cuda *cu, float *loss, const opd_loss_c
             goto done;
         }
     }
-    if (!reduction_weights(homega, hmask, c->reduction, B, H)) { *loss = 0.0f; rc = 0; goto done; }
+    if (!reduction_weights(homega, hmask, c->reduction, B, trained_len)) { *loss = 0.0f; rc = 0; goto done; }
 
     {
         int k = c->kind == OPD_LOSS_RKL_TOPK ? (c->topk < V ? c->topk : V) : V;
@@ -386,7 +386,7 @@ extern "C" int opd_cuda_distill_loss(opd_cuda *cu, float *loss, const opd_loss_c
         if (e == cudaSuccess && sampled) {
             // gamma = 0 leaves A = r exactly: r + 0 * A = r
             double gamma = c->kind == OPD_LOSS_RKL_SEQ ? c->gamma : 0.0;
-            advantage_kernel<<<ceil_div(B, 64), 64, 0, cu->stream>>>(adv, reward, mask, gamma, B, H);
+            advantage_kernel<<<ceil_div(B, 64), 64, 0, cu->stream>>>(adv, reward, mask, gamma, B, trained_len);
             e = cudaGetLastError();
             if (e == cudaSuccess)
                 sampled_grad_kernel<<<(unsigned)N, BLOCK_REDUCE, 0, cu->stream>>>(

@@ -139,13 +139,13 @@ int opd_cuda_cross_entropy(opd_cuda *cu, float *loss, const float *logits,
                            const int *targets, const float *mask, int B, int S,
                            int V, float *dlogits);
 /* As opd_distill_loss (every loss kind and reduction of opd_loss_config):
- * s_logits, t_logits (B, H, V), y (B, H), mask (B, H), sampler_lp (B, H) or
- * NULL; dlogits (B, H, V), per_token (B, H), rkl (B, H) may be NULL and are
+ * s_logits, t_logits (B, trained_len, V), y (B, trained_len), mask (B, trained_len), sampler_lp (B, trained_len) or
+ * NULL; dlogits (B, trained_len, V), per_token (B, trained_len), rkl (B, trained_len) may be NULL and are
  * overwritten. *loss (host) receives the reduced loss (NaN on error). */
 int opd_cuda_distill_loss(opd_cuda *cu, float *loss, const opd_loss_config *c,
                           const float *s_logits, const float *t_logits,
                           const int *y, const float *mask,
-                          const float *sampler_lp, int B, int H, int V,
+                          const float *sampler_lp, int B, int trained_len, int V,
                           float *dlogits, float *per_token, float *rkl);
 
 /* ------------------------------------------------------------ sampling */

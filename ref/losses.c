@@ -84,14 +84,14 @@ int opd_loss_parse(const char *name, opd_loss_kind *k) {
 
 /* ------------------------------------------------------------- input checks */
 
-static int loss_config_check(const opd_loss_config *c, int B, int H, int V) {
+static int loss_config_check(const opd_loss_config *c, int B, int trained_len, int V) {
     if (!c) return opd_set_error("loss: no config");
     if ((int)c->kind < 0 || (int)c->kind >= N_LOSS_KINDS)
         return opd_set_error("loss: unknown loss kind %d", (int)c->kind);
     if (c->reduction != OPD_REDUCE_TOKEN_MEAN && c->reduction != OPD_REDUCE_SEQ_MEAN)
         return opd_set_error("loss: unknown reduction %d", (int)c->reduction);
-    if (B < 0 || H < 0 || V < 1)
-        return opd_set_error("loss: bad shape B=%d H=%d V=%d", B, H, V);
+    if (B < 0 || trained_len < 0 || V < 1)
+        return opd_set_error("loss: bad shape B=%d trained_len=%d V=%d", B, trained_len, V);
     if (c->kind == OPD_LOSS_JSD && !(c->beta >= 0.0f && c->beta <= 1.0f))
         return opd_set_error("loss jsd: beta = %g must be in [0, 1]", (double)c->beta);
     if (c->kind == OPD_LOSS_RKL_TOPK && c->topk < 1)
@@ -111,8 +111,8 @@ static int is_sampled(opd_loss_kind k) {
  * sampled tokens y (N) in [0, V) wherever masked (and present when the loss
  * needs them). 0, or -1 with the message set. */
 static int loss_check(const opd_loss_config *c, const int *y, const float *mask,
-                      int B, int H, int V, size_t N) {
-    if (loss_config_check(c, B, H, V) != 0) return -1;
+                      int B, int trained_len, int V, size_t N) {
+    if (loss_config_check(c, B, trained_len, V) != 0) return -1;
     if (is_sampled(c->kind) && !y && N > 0)
         return opd_set_error("loss %s: needs the rollout tokens y", loss_names[c->kind]);
     for (size_t i = 0; i < N; i++) {
@@ -128,11 +128,11 @@ static int loss_check(const opd_loss_config *c, const int *y, const float *mask,
 
 /* ------------------------------------------------------------- the reduction */
 
-/* omega (N) = the reduction weights, from the mask (B, H) alone (the top of
+/* omega (N) = the reduction weights, from the mask (B, trained_len) alone (the top of
  * this file). Returns 0 when no token is masked: nothing to reduce. */
 static int reduction_weights(double *omega, opd_reduction red, const float *mask,
-                             int B, int H) {
-    size_t N = (size_t)B * H;
+                             int B, int trained_len) {
+    size_t N = (size_t)B * trained_len;
     if (red == OPD_REDUCE_TOKEN_MEAN) {
         double M = 0.0;
         for (size_t i = 0; i < N; i++) M += mask[i];
@@ -143,17 +143,17 @@ static int reduction_weights(double *omega, opd_reduction red, const float *mask
     int nseq = 0;
     for (int b = 0; b < B; b++) {
         double Mb = 0.0;
-        for (int t = 0; t < H; t++) Mb += mask[(size_t)b * H + t];
+        for (int t = 0; t < trained_len; t++) Mb += mask[(size_t)b * trained_len + t];
         if (Mb > 0.0) nseq++;
     }
     if (nseq == 0) return 0;
     for (int b = 0; b < B; b++) {
-        const float *mb = mask + (size_t)b * H;
+        const float *mb = mask + (size_t)b * trained_len;
         double Mb = 0.0;
-        for (int t = 0; t < H; t++) Mb += mb[t];
+        for (int t = 0; t < trained_len; t++) Mb += mb[t];
         if (Mb > 0.0)
-            for (int t = 0; t < H; t++)
-                omega[(size_t)b * H + t] = mb[t] / ((double)nseq * Mb);
+            for (int t = 0; t < trained_len; t++)
+                omega[(size_t)b * trained_len + t] = mb[t] / ((double)nseq * Mb);
     }
     return 1;
 }
@@ -180,7 +180,7 @@ typedef struct {
     const int *y;                       /* (N) or NULL (full-distribution losses) */
     const float *mask, *sampler_lp;     /* (N); sampler_lp may be NULL */
     const double *omega;                /* (N) reduction weights */
-    int B, H, V;                        /* N = B * H rows */
+    int B, trained_len, V;              /* N = B * trained_len rows */
     float *dlogits, *rkl;               /* (N, V), (N); either may be NULL */
     double *term;                       /* (N) l_i */
     int parallel;
@@ -200,7 +200,7 @@ static double row_log_probs(double *lq, double *lp, const loss_batch *x, size_t 
 static void full_distribution_pass(const loss_batch *x) {
     const opd_loss_config *c = x->c;
     const int V = x->V;
-    const long N = (long)x->B * x->H;
+    const long N = (long)x->B * x->trained_len;
     #pragma omp parallel if (x->parallel)
     {
         double *lq = opd_malloc((size_t)V * sizeof *lq);
@@ -234,14 +234,14 @@ static void full_distribution_pass(const loss_batch *x) {
 }
 
 /* "rkl-seq": A_i = sum_{k >= t} gamma^(k-t) r_k over the run of masked
- * positions of sequence b that contains t = i - b H (a masked-out position
+ * positions of sequence b that contains t = i - b trained_len (a masked-out position
  * ends the run). gamma = 0 is "rkl", A = r, exactly: r + 0 * A = r. */
 static void advantage(double *adv, const double *reward, const float *mask,
-                      int B, int H, double gamma) {
+                      int B, int trained_len, double gamma) {
     for (int b = 0; b < B; b++) {
         double carry = 0.0;
-        for (int t = H - 1; t >= 0; t--) {
-            size_t i = (size_t)b * H + t;
+        for (int t = trained_len - 1; t >= 0; t--) {
+            size_t i = (size_t)b * trained_len + t;
             if (mask[i] == 0.0f) { carry = 0.0; continue; }
             carry = reward[i] + gamma * carry;
             adv[i] = carry;
@@ -255,7 +255,7 @@ static void advantage(double *adv, const double *reward, const float *mask,
  * the advantages, then the terms and gradients. */
 static void policy_gradient_pass(const loss_batch *x, double gamma) {
     const int V = x->V;
-    const long N = (long)x->B * x->H;
+    const long N = (long)x->B * x->trained_len;
     const double clamp = x->c->reward_clamp;
     double *reward = opd_calloc((size_t)N, sizeof *reward);   /* r_i, clamped */
     double *iw = opd_calloc((size_t)N, sizeof *iw);           /* w_i */
@@ -277,7 +277,7 @@ static void policy_gradient_pass(const loss_batch *x, double gamma) {
         }
         free(lq); free(lp);
     }
-    advantage(adv, reward, x->mask, x->B, x->H, gamma);
+    advantage(adv, reward, x->mask, x->B, x->trained_len, gamma);
     #pragma omp parallel if (x->parallel)
     {
         double *lq = opd_malloc((size_t)V * sizeof *lq);
@@ -298,23 +298,23 @@ static void policy_gradient_pass(const loss_batch *x, double gamma) {
 
 static float distill_loss(const opd_loss_config *c, const float *s_logits,
                           const float *t_logits, const int *y, const float *mask,
-                          const float *sampler_lp, int B, int H, int V,
+                          const float *sampler_lp, int B, int trained_len, int V,
                           float *dlogits, float *per_token, float *rkl) {
     /* outputs start at zero: masked-out rows stay so, and so does everything
      * on an error (the caller gets NaN and opd_last_error()) */
-    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(H > 0 ? H : 0);
+    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(trained_len > 0 ? trained_len : 0);
     if (dlogits && V > 0) memset(dlogits, 0, N * (size_t)V * sizeof *dlogits);
     if (per_token) memset(per_token, 0, N * sizeof *per_token);
     if (rkl) memset(rkl, 0, N * sizeof *rkl);
-    if (loss_check(c, y, mask, B, H, V, N) != 0) return NAN;
+    if (loss_check(c, y, mask, B, trained_len, V, N) != 0) return NAN;
 
     double *omega = opd_calloc(N ? N : 1, sizeof *omega);
-    if (!reduction_weights(omega, c->reduction, mask, B, H)) { free(omega); return 0.0f; }
+    if (!reduction_weights(omega, c->reduction, mask, B, trained_len)) { free(omega); return 0.0f; }
 
     double *term = opd_calloc(N, sizeof *term);    /* l_i */
     loss_batch x = {
         .c = c, .s_logits = s_logits, .t_logits = t_logits, .y = y, .mask = mask,
-        .sampler_lp = sampler_lp, .omega = omega, .B = B, .H = H, .V = V,
+        .sampler_lp = sampler_lp, .omega = omega, .B = B, .trained_len = trained_len, .V = V,
         .dlogits = dlogits, .rkl = rkl, .term = term,
         /* a thread team costs more than a few short rows; rows are
          * independent, so the result is the same either way */
@@ -332,16 +332,16 @@ static float distill_loss(const opd_loss_config *c, const float *s_logits,
 
 float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
                        const float *t_logits, const int *y, const float *mask,
-                       const float *sampler_lp, int B, int H, int V,
+                       const float *sampler_lp, int B, int trained_len, int V,
                        float *dlogits, float *per_token, float *rkl) {
     if (mask) return distill_loss(c, s_logits, t_logits, y, mask, sampler_lp,
-                                  B, H, V, dlogits, per_token, rkl);
+                                  B, trained_len, V, dlogits, per_token, rkl);
     /* no mask: every position is in the loss */
-    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(H > 0 ? H : 0);
+    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(trained_len > 0 ? trained_len : 0);
     float *ones = opd_malloc((N ? N : 1) * sizeof *ones);
     for (size_t i = 0; i < N; i++) ones[i] = 1.0f;
     float loss = distill_loss(c, s_logits, t_logits, y, ones, sampler_lp,
-                              B, H, V, dlogits, per_token, rkl);
+                              B, trained_len, V, dlogits, per_token, rkl);
     free(ones);
     return loss;
 }

@@ -31,15 +31,15 @@ typedef struct {
 void opd_loss_config_default(opd_loss_config *c);
 const char *opd_loss_name(opd_loss_kind k);
 int opd_loss_parse(const char *name, opd_loss_kind *k);
-/* s_logits, t_logits (B, H, V): student and teacher logits predicting the H
- * rollout tokens y (B, H); mask (B, H); sampler_lp (B, H) or NULL (importance
- * weight 1). Writes dlogits (B, H, V) = d loss / d s_logits (overwrites),
- * per_token (B, H) the loss term of each token (NULL ok) and rkl (B, H) the
+/* s_logits, t_logits (B, trained_len, V): student and teacher logits predicting the trained_len
+ * rollout tokens y (B, trained_len); mask (B, trained_len); sampler_lp (B, trained_len) or NULL (importance
+ * weight 1). Writes dlogits (B, trained_len, V) = d loss / d s_logits (overwrites),
+ * per_token (B, trained_len) the loss term of each token (NULL ok) and rkl (B, trained_len) the
  * exact full-vocabulary reverse KL per token for logging (NULL ok).
  * Returns the reduced loss. */
 float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
                        const float *t_logits, const int *y, const float *mask,
-                       const float *sampler_lp, int B, int H, int V,
+                       const float *sampler_lp, int B, int trained_len, int V,
                        float *dlogits, float *per_token, float *rkl);
 
 /* -------------------------------------------------------- horizon schedules */

@@ -221,9 +221,9 @@ int opd_cuda_cross_entropy(opd_cuda *cu, float *loss, const float *logits, const
 
 int opd_cuda_distill_loss(opd_cuda *cu, float *loss, const opd_loss_config *c,
                           const float *s_logits, const float *t_logits, const int *y,
-                          const float *mask, const float *sampler_lp, int B, int H, int V,
+                          const float *mask, const float *sampler_lp, int B, int trained_len, int V,
                           float *dlogits, float *per_token, float *rkl) {
-    *loss = opd_distill_loss(c, s_logits, t_logits, y, mask, sampler_lp, B, H, V, dlogits,
+    *loss = opd_distill_loss(c, s_logits, t_logits, y, mask, sampler_lp, B, trained_len, V, dlogits,
                              per_token, rkl);
     /* the CPU returns NaN both for a bad config and for non-finite logits;
      * the step's finiteness check reports either */

@@ -34,10 +34,10 @@ int opd_bench_decode(int argc, char **argv) {
     if (opd_model_init(&m, &cfg) != 0) { fprintf(stderr, "opd bench-decode: %s\n", opd_last_error()); return 1; }
     opd_model_init_random(&m, 1);
 
-    int cap = positions[NPOS - 1] + steps;
+    int S = positions[NPOS - 1] + steps;
     opd_kv_cache cache;
     opd_decode_scratch ds;
-    if (opd_kv_cache_init(&cache, &cfg, B, cap) != 0 || opd_decode_scratch_init(&ds, &cfg, B, cap) != 0) {
+    if (opd_kv_cache_init(&cache, &cfg, B, S) != 0 || opd_decode_scratch_init(&ds, &cfg, B, S) != 0) {
         fprintf(stderr, "opd bench-decode: %s\n", opd_last_error());
         opd_kv_cache_free(&cache);
         opd_model_free(&m);
@@ -46,13 +46,13 @@ int opd_bench_decode(int argc, char **argv) {
     float *logits = opd_malloc((size_t)B * cfg.vocab_size * sizeof(float));
     int *tokens = opd_malloc(B * sizeof(int)), *pad = opd_calloc(B, sizeof(int));
 
-    /* one pass over positions 0..cap-1 (the cache must hold real keys). Each
+    /* one pass over positions 0..S-1 (the cache must hold real keys). Each
      * window [pos, pos + steps) is timed `reps` times (re-running a position
      * rewrites the same cache entries) and the fastest repetition kept, so a
      * busy machine inflates the numbers less. */
     double us_per_tok[NPOS];
     int w = 0, reps = 5;
-    for (int t = 0; t < cap;) {
+    for (int t = 0; t < S;) {
         int timed = w < NPOS && t == positions[w];
         int n = timed ? steps : 1;
         double best = 1e30;
