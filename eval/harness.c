@@ -100,8 +100,14 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
     int *idx = opd_malloc(sizeof(int) * batch);
     uint32_t *ids = opd_malloc(sizeof(uint32_t) * batch);
     char *text = opd_malloc((size_t)max_new_tokens + 16);
-    double correct = 0, len_sum = 0, trunc = 0;
+    /* per sample: correct, length, truncated. Under mpirun decode batch i
+     * runs on rank i % R (the batches are the same for every R), the
+     * integers are summed over ranks, and the totals are taken below in
+     * sample order, as on one rank */
+    const int R = opd_dist_size(), rank = opd_dist_rank();
+    long *out = opd_calloc((size_t)(total ? total : 1) * 3, sizeof *out);
     for (int start = 0; start < total; start += batch) {
+        if ((start / batch) % R != rank) continue;
         int B = total - start < batch ? total - start : batch;
         for (int b = 0; b < B; b++) {
             idx[b] = (start + b) / k;
@@ -110,7 +116,7 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
         int *prompts, *pad, P;
         harness_prompt_batch(tok, tasks, idx, B, &prompts, &pad, &P);
         if (P + max_new_tokens > m->cfg.max_seq_len) {
-            free(prompts); free(pad); free(idx); free(ids); free(text);
+            free(prompts); free(pad); free(idx); free(ids); free(text); free(out);
             return opd_set_error("prompt %d + max new tokens %d exceeds the model's max_seq_len %d",
                                  P, max_new_tokens, m->cfg.max_seq_len);
         }
@@ -119,20 +125,31 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
         int rc_ = opd_rollout_sample(m, prompts, pad, ids, B, P, max_new_tokens, &rc, &roll);
         free(prompts);
         free(pad);
-        if (rc_ != 0) { free(idx); free(ids); free(text); return -1; }
+        if (rc_ != 0) { free(idx); free(ids); free(text); free(out); return -1; }
         for (int b = 0; b < B; b++) {
             const int *gen = roll.tokens + (size_t)b * (P + max_new_tokens) + P;
             if (opd_tok_decode(tok, gen, roll.length[b], text, (size_t)max_new_tokens + 16) < 0) text[0] = '\0';
-            int ok = opd_task_verify(tasks[idx[b]].prompt, text) == 1;
-            int steps = tasks[idx[b]].steps;
-            correct += ok;
-            r->count_by_steps[steps] += (b + start) % k == 0;
-            r->correct_by_steps[steps] += (double)ok / k;
-            len_sum += roll.length[b];
-            trunc += roll.truncated[b];
+            long *o = out + (size_t)(start + b) * 3;
+            o[0] = opd_task_verify(tasks[idx[b]].prompt, text) == 1;
+            o[1] = roll.length[b];
+            o[2] = roll.truncated[b];
         }
         opd_rollout_free(&roll);
     }
+    for (int o = 0; o < total * 3; o += 1 << 20)   /* int counts per message */
+        opd_dist_sum_long(out + o, total * 3 - o < (1 << 20) ? total * 3 - o : 1 << 20);
+    double correct = 0, len_sum = 0, trunc = 0;
+    for (int i = 0; i < total; i++) {
+        const long *o = out + (size_t)i * 3;
+        int ok = (int)o[0];
+        int steps = tasks[i / k].steps;
+        correct += ok;
+        r->count_by_steps[steps] += i % k == 0;
+        r->correct_by_steps[steps] += (double)ok / k;
+        len_sum += (double)o[1];
+        trunc += (double)o[2];
+    }
+    free(out);
     r->acc = correct / total;
     r->mean_len = len_sum / total;
     r->truncated_frac = trunc / total;

@@ -22,6 +22,7 @@ int opd_device_have_cuda(void) {
 struct opd_device {
     opd_device_kind kind;
     opd_step_work w;                 /* CPU */
+    opd_mb_work mw;                  /* CPU, micro-batches / ranks */
 #ifdef OPD_HAVE_CUDA
     opd_cuda *cu;
     opd_cuda_model student, teacher;
@@ -59,10 +60,26 @@ int opd_device_distill_step(opd_device *d, opd_model *student, opd_model *teache
                             opd_step_stats *st) {
 #ifdef OPD_HAVE_CUDA
     if (d->kind == OPD_DEVICE_CUDA)
-        return opd_cuda_distill_step(d->cu, &d->student, &d->teacher, &d->opt, c, prompts, pad,
-                                     seq_ids, B, P, k, &d->cw, st);
+    {
+        int rc = opd_cuda_distill_step(d->cu, &d->student, &d->teacher, &d->opt, c, prompts, pad,
+                                       seq_ids, B, P, k, &d->cw, st);
+        st->peak_rss_kb_sum = st->peak_rss_kb;
+        return rc;
+    }
 #endif
     return opd_distill_step(student, teacher, opt, c, prompts, pad, seq_ids, B, P, k, &d->w, st);
+}
+
+int opd_device_distill_step_mb(opd_device *d, opd_model *student, opd_model *teacher,
+                               opd_adamw *opt, const opd_distill_config *c, const int *prompts,
+                               const int *pad, const uint32_t *seq_ids, int B, int P, int mb,
+                               long k, opd_step_stats *st) {
+    if (mb == B && opd_dist_size() == 1)
+        return opd_device_distill_step(d, student, teacher, opt, c, prompts, pad, seq_ids, B, P, k, st);
+    if (d->kind != OPD_DEVICE_CPU)
+        return opd_set_error("--device cuda runs whole batches on one process: micro-batches and "
+                             "ranks are CPU only (no NCCL combination yet)");
+    return opd_distill_step_mb(student, teacher, opt, c, prompts, pad, seq_ids, B, P, mb, k, &d->mw, st);
 }
 
 int opd_device_sync_to_host(opd_device *d, opd_model *student, opd_adamw *opt) {
@@ -85,6 +102,7 @@ const char *opd_device_name(const opd_device *d) {
 void opd_device_close(opd_device *d) {
     if (!d) return;
     opd_step_work_free(&d->w);
+    opd_mb_work_free(&d->mw);
 #ifdef OPD_HAVE_CUDA
     opd_cuda_step_work_free(&d->cw);
     opd_cuda_adamw_free(&d->opt);

@@ -28,6 +28,13 @@ int opd_device_distill_step(opd_device *d, opd_model *student, opd_model *teache
                             opd_adamw *opt, const opd_distill_config *c, const int *prompts,
                             const int *pad, const uint32_t *seq_ids, int B, int P, long k,
                             opd_step_stats *st);
+/* The same over micro-batches of mb sequences and the ranks (ref/opd_dist.h):
+ * mb == B on one rank is opd_device_distill_step; anything else runs on the
+ * CPU only (the CUDA path has no NCCL combination: README). */
+int opd_device_distill_step_mb(opd_device *d, opd_model *student, opd_model *teacher,
+                               opd_adamw *opt, const opd_distill_config *c, const int *prompts,
+                               const int *pad, const uint32_t *seq_ids, int B, int P, int mb,
+                               long k, opd_step_stats *st);
 int opd_device_sync_to_host(opd_device *d, opd_model *student, opd_adamw *opt);
 const char *opd_device_name(const opd_device *d);
 void opd_device_close(opd_device *d);   /* NULL ok */

@@ -128,32 +128,44 @@ static int loss_check(const opd_loss_config *c, const int *y, const float *mask,
 
 /* ------------------------------------------------------------- the reduction */
 
-/* omega (N) = the reduction weights, from the mask (B, trained_len) alone (the top of
- * this file). Returns 0 when no token is masked: nothing to reduce. */
-static int reduction_weights(double *omega, opd_reduction red, const float *mask,
-                             int B, int trained_len) {
+/* The normaliser of the reduction over this batch alone: sum of the mask
+ * (token mean) or the number of sequences with a masked token (sequence
+ * mean). A micro-batch step passes the whole step's instead (opd_distill_loss_norm). */
+double opd_loss_local_norm(opd_reduction red, const float *mask, int B, int trained_len) {
     size_t N = (size_t)B * trained_len;
+    double n = 0.0;
     if (red == OPD_REDUCE_TOKEN_MEAN) {
-        double M = 0.0;
-        for (size_t i = 0; i < N; i++) M += mask[i];
-        if (!(M > 0.0)) return 0;
-        for (size_t i = 0; i < N; i++) omega[i] = mask[i] / M;
-        return 1;
+        for (size_t i = 0; i < N; i++) n += mask[i];
+        return n;
     }
-    int nseq = 0;
     for (int b = 0; b < B; b++) {
         double Mb = 0.0;
         for (int t = 0; t < trained_len; t++) Mb += mask[(size_t)b * trained_len + t];
-        if (Mb > 0.0) nseq++;
+        if (Mb > 0.0) n += 1.0;
     }
-    if (nseq == 0) return 0;
+    return n;
+}
+
+/* omega (N) = the reduction weights, from the mask (B, trained_len) and the
+ * normaliser norm (the top of this file; norm is the batch's own or the
+ * whole step's). Returns 0 when no token is masked: nothing to reduce. */
+static int reduction_weights(double *omega, opd_reduction red, const float *mask,
+                             int B, int trained_len, double norm) {
+    size_t N = (size_t)B * trained_len;
+    if (opd_loss_local_norm(red, mask, B, trained_len) == 0.0 || !(norm > 0.0)) return 0;
+    if (red == OPD_REDUCE_TOKEN_MEAN) {
+        double M = norm;
+        for (size_t i = 0; i < N; i++) omega[i] = mask[i] / M;
+        return 1;
+    }
+    double nseq = norm;
     for (int b = 0; b < B; b++) {
         const float *mb = mask + (size_t)b * trained_len;
         double Mb = 0.0;
         for (int t = 0; t < trained_len; t++) Mb += mb[t];
         if (Mb > 0.0)
             for (int t = 0; t < trained_len; t++)
-                omega[(size_t)b * trained_len + t] = mb[t] / ((double)nseq * Mb);
+                omega[(size_t)b * trained_len + t] = mb[t] / (nseq * Mb);
     }
     return 1;
 }
@@ -296,10 +308,11 @@ static void policy_gradient_pass(const loss_batch *x, double gamma) {
 
 /* ------------------------------------------------------------- the loss */
 
-static float distill_loss(const opd_loss_config *c, const float *s_logits,
-                          const float *t_logits, const int *y, const float *mask,
-                          const float *sampler_lp, int B, int trained_len, int V,
-                          float *dlogits, float *per_token, float *rkl) {
+/* norm < 0: the batch's own normaliser */
+static double distill_loss(const opd_loss_config *c, const float *s_logits,
+                           const float *t_logits, const int *y, const float *mask,
+                           const float *sampler_lp, int B, int trained_len, int V,
+                           float *dlogits, float *per_token, float *rkl, double norm) {
     /* outputs start at zero: masked-out rows stay so, and so does everything
      * on an error (the caller gets NaN and opd_last_error()) */
     size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(trained_len > 0 ? trained_len : 0);
@@ -308,8 +321,9 @@ static float distill_loss(const opd_loss_config *c, const float *s_logits,
     if (rkl) memset(rkl, 0, N * sizeof *rkl);
     if (loss_check(c, y, mask, B, trained_len, V, N) != 0) return NAN;
 
+    if (norm < 0.0) norm = opd_loss_local_norm(c->reduction, mask, B, trained_len);
     double *omega = opd_calloc(N ? N : 1, sizeof *omega);
-    if (!reduction_weights(omega, c->reduction, mask, B, trained_len)) { free(omega); return 0.0f; }
+    if (!reduction_weights(omega, c->reduction, mask, B, trained_len, norm)) { free(omega); return 0.0; }
 
     double *term = opd_calloc(N, sizeof *term);    /* l_i */
     loss_batch x = {
@@ -327,21 +341,29 @@ static float distill_loss(const opd_loss_config *c, const float *s_logits,
     }
     double loss = reduce(omega, term, mask, N, per_token);
     free(omega); free(term);
-    return (float)loss;
+    return loss;
+}
+
+double opd_distill_loss_norm(const opd_loss_config *c, const float *s_logits,
+                             const float *t_logits, const int *y, const float *mask,
+                             const float *sampler_lp, int B, int trained_len, int V,
+                             float *dlogits, float *per_token, float *rkl, double norm) {
+    if (mask) return distill_loss(c, s_logits, t_logits, y, mask, sampler_lp,
+                                  B, trained_len, V, dlogits, per_token, rkl, norm);
+    /* no mask: every position is in the loss */
+    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(trained_len > 0 ? trained_len : 0);
+    float *ones = opd_malloc((N ? N : 1) * sizeof *ones);
+    for (size_t i = 0; i < N; i++) ones[i] = 1.0f;
+    double loss = distill_loss(c, s_logits, t_logits, y, ones, sampler_lp,
+                               B, trained_len, V, dlogits, per_token, rkl, norm);
+    free(ones);
+    return loss;
 }
 
 float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
                        const float *t_logits, const int *y, const float *mask,
                        const float *sampler_lp, int B, int trained_len, int V,
                        float *dlogits, float *per_token, float *rkl) {
-    if (mask) return distill_loss(c, s_logits, t_logits, y, mask, sampler_lp,
-                                  B, trained_len, V, dlogits, per_token, rkl);
-    /* no mask: every position is in the loss */
-    size_t N = (size_t)(B > 0 ? B : 0) * (size_t)(trained_len > 0 ? trained_len : 0);
-    float *ones = opd_malloc((N ? N : 1) * sizeof *ones);
-    for (size_t i = 0; i < N; i++) ones[i] = 1.0f;
-    float loss = distill_loss(c, s_logits, t_logits, y, ones, sampler_lp,
-                              B, trained_len, V, dlogits, per_token, rkl);
-    free(ones);
-    return loss;
+    return (float)opd_distill_loss_norm(c, s_logits, t_logits, y, mask, sampler_lp, B, trained_len,
+                                        V, dlogits, per_token, rkl, -1.0);
 }

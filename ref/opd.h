@@ -65,5 +65,6 @@ FILE *opd_fopen_input(const char *path);
 #include "opd_io.h"
 #include "opd_rollout.h"
 #include "opd_distill.h"
+#include "opd_dist.h"
 
 #endif /* OPD_H */

@@ -41,6 +41,18 @@ float opd_distill_loss(const opd_loss_config *c, const float *s_logits,
                        const float *t_logits, const int *y, const float *mask,
                        const float *sampler_lp, int B, int trained_len, int V,
                        float *dlogits, float *per_token, float *rkl);
+/* The same with the reduction's normaliser given (> 0): a micro-batch of a
+ * step (ref/dist.c) divides by the whole step's masked-token count (token
+ * mean) or its number of sequences with a masked token (sequence mean).
+ * norm < 0 takes this batch's own, which is opd_distill_loss bit for bit.
+ * Returns the reduced loss in double (the partial sums are added across
+ * micro-batches). */
+double opd_distill_loss_norm(const opd_loss_config *c, const float *s_logits,
+                             const float *t_logits, const int *y, const float *mask,
+                             const float *sampler_lp, int B, int trained_len, int V,
+                             float *dlogits, float *per_token, float *rkl, double norm);
+/* That normaliser of this batch alone (an integer for a 0/1 mask). */
+double opd_loss_local_norm(opd_reduction red, const float *mask, int B, int trained_len);
 
 /* -------------------------------------------------------- horizon schedules */
 typedef enum {
@@ -89,7 +101,9 @@ typedef struct {
     float kl_bucket[OPD_KL_BUCKETS];  /* mean reverse KL by position bucket of T (NaN: empty) */
     float grad_norm, lr;
     double sec_rollout, sec_teacher, sec_student, sec_optim;
-    long peak_rss_kb;
+    long peak_rss_kb;            /* the max over ranks (ref/opd_dist.h) */
+    double sec_combine;          /* the ranks' combination of gradients (0 on one rank) */
+    long peak_rss_kb_sum;        /* summed over ranks */
 } opd_step_stats;
 
 /* The rollout compacted to its trained length: the step trains on the
@@ -119,6 +133,8 @@ typedef struct {
 
 void opd_distill_config_default(opd_distill_config *c, int max_new_tokens);
 void opd_step_work_free(opd_step_work *w);
+/* grow w's loss buffers to bh = B * trained_len and bs = B * S rows */
+void opd_step_work_reserve(opd_step_work *w, size_t bh, size_t bs, int V);
 /* One step of ref/SPEC.md section 6 on a batch of B left-padded prompts (B, P):
  * roll out the student to H_k, score [x; y] with one teacher forward, student
  * forward + backward of the loss on the rollout tokens, clip, AdamW.
@@ -161,10 +177,20 @@ void opd_step_student_forward(opd_model *student, const opd_step_batch *sb, floa
  * rkl hold the loss's outputs afterwards. Returns the loss. */
 float opd_step_loss_backward(opd_model *student, const opd_loss_config *lc,
                              const opd_step_batch *sb, opd_step_work *w);
+/* The same with the loss's normaliser given (opd_distill_loss_norm; < 0:
+ * the batch's own); the loss in double. */
+double opd_step_loss_backward_norm(opd_model *student, const opd_loss_config *lc,
+                                   const opd_step_batch *sb, opd_step_work *w, double norm);
 /* 7. statistics: reverse KL token mean, and by position bucket of the full
  * horizon T = max_new_tokens, from rkl (B, trained_len). */
 void opd_step_kl_stats(const opd_step_batch *sb, const float *rkl, int max_new_tokens,
                        opd_step_stats *st);
+/* Its sums, to add over micro-batches: sum (1 + OPD_KL_BUCKETS) = the
+ * reverse KL summed overall and by bucket, cnt the tokens counted (adds to
+ * both arrays); and the means from them. */
+void opd_step_kl_sums(const opd_step_batch *sb, const float *rkl, int max_new_tokens,
+                      double *sum, long *cnt);
+void opd_step_kl_means(const double *sum, const long *cnt, opd_step_stats *st);
 /* 8. clip + AdamW; a non-finite loss or gradient is refused before it
  * reaches the weights, so the last checkpoint stays usable. */
 int opd_step_update(opd_model *student, opd_adamw *opt, long k, opd_step_stats *st);

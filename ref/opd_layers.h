@@ -145,6 +145,11 @@ void swiglu_backward(float *dgate, float *dup, const float *dout,
  * dlogits (B, S, V) (may be NULL) and returns the loss. */
 float opd_cross_entropy(const float *logits, const int *targets,
                         const float *mask, int B, int S, int V, float *dlogits);
+/* The same with the token mean's count given (the whole step's, when the
+ * batch is one micro-batch of it; < 0: this batch's own, opd_cross_entropy
+ * bit for bit); the mean in double. */
+double opd_cross_entropy_norm(const float *logits, const int *targets, const float *mask,
+                              int B, int S, int V, float *dlogits, double count);
 /* log-softmax of one row; returns the log-sum-exp. */
 float opd_log_softmax(float *out, const float *logits, int V);
 

@@ -38,7 +38,7 @@ void opd_step_work_free(opd_step_work *w) {
 }
 
 /* The loss's buffers for bh = B * trained_len rows and bs = B * S rows. */
-static void work_reserve(opd_step_work *w, size_t bh, size_t bs, int V) {
+void opd_step_work_reserve(opd_step_work *w, size_t bh, size_t bs, int V) {
     if (bh > w->cap_bh) {
         free(w->s_logits); free(w->t_logits); free(w->dlogits_h);
         free(w->per_token); free(w->rkl);
@@ -154,9 +154,15 @@ void opd_step_student_forward(opd_model *student, const opd_step_batch *sb, floa
 
 float opd_step_loss_backward(opd_model *student, const opd_loss_config *lc,
                              const opd_step_batch *sb, opd_step_work *w) {
+    return (float)opd_step_loss_backward_norm(student, lc, sb, w, -1.0);
+}
+
+double opd_step_loss_backward_norm(opd_model *student, const opd_loss_config *lc,
+                                   const opd_step_batch *sb, opd_step_work *w, double norm) {
     const int V = student->cfg.vocab_size;
-    float loss = opd_distill_loss(lc, w->s_logits, w->t_logits, sb->y, sb->mask, sb->sampler_lp,
-                                  sb->B, sb->trained_len, V, w->dlogits_h, w->per_token, w->rkl);
+    double loss = opd_distill_loss_norm(lc, w->s_logits, w->t_logits, sb->y, sb->mask, sb->sampler_lp,
+                                        sb->B, sb->trained_len, V, w->dlogits_h, w->per_token, w->rkl,
+                                        norm);
     opd_step_scatter_dlogits(w->dlogits, w->dlogits_h, sb, V);
     opd_model_alloc_grads(student);
     opd_model_zero_grads(student);
@@ -164,22 +170,32 @@ float opd_step_loss_backward(opd_model *student, const opd_loss_config *lc,
     return loss;
 }
 
-void opd_step_kl_stats(const opd_step_batch *sb, const float *rkl, int max_new_tokens,
-                       opd_step_stats *st) {
+void opd_step_kl_sums(const opd_step_batch *sb, const float *rkl, int max_new_tokens,
+                      double *sum, long *cnt) {
     const int n_pos = sb->trained_len;
-    double kl_sum = 0, bsum[OPD_KL_BUCKETS] = {0}, bcnt[OPD_KL_BUCKETS] = {0}, n = 0;
     for (int b = 0; b < sb->B; b++)
         for (int t = 0; t < n_pos; t++) {
             if (sb->mask[b * n_pos + t] <= 0.0f) continue;
             double kl = rkl[b * n_pos + t];
             int bk = (int)((long)t * OPD_KL_BUCKETS / max_new_tokens);
             if (bk >= OPD_KL_BUCKETS) bk = OPD_KL_BUCKETS - 1;
-            kl_sum += kl; n += 1;
-            bsum[bk] += kl; bcnt[bk] += 1;
+            sum[0] += kl; cnt[0] += 1;
+            sum[1 + bk] += kl; cnt[1 + bk] += 1;
         }
-    st->mean_rkl = n > 0 ? (float)(kl_sum / n) : 0.0f;
+}
+
+void opd_step_kl_means(const double *sum, const long *cnt, opd_step_stats *st) {
+    st->mean_rkl = cnt[0] > 0 ? (float)(sum[0] / (double)cnt[0]) : 0.0f;
     for (int i = 0; i < OPD_KL_BUCKETS; i++)
-        st->kl_bucket[i] = bcnt[i] > 0 ? (float)(bsum[i] / bcnt[i]) : NAN;
+        st->kl_bucket[i] = cnt[1 + i] > 0 ? (float)(sum[1 + i] / (double)cnt[1 + i]) : NAN;
+}
+
+void opd_step_kl_stats(const opd_step_batch *sb, const float *rkl, int max_new_tokens,
+                       opd_step_stats *st) {
+    double sum[1 + OPD_KL_BUCKETS] = {0};
+    long cnt[1 + OPD_KL_BUCKETS] = {0};
+    opd_step_kl_sums(sb, rkl, max_new_tokens, sum, cnt);
+    opd_step_kl_means(sum, cnt, st);
 }
 
 int opd_step_update(opd_model *student, opd_adamw *opt, long k, opd_step_stats *st) {
@@ -213,7 +229,7 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
     int rc = opd_step_compact(&w->roll, sb, st);
     st->sec_rollout = opd_time() - t0;
     if (rc != 0) return -1;
-    work_reserve(w, (size_t)B * sb->trained_len, (size_t)B * sb->S, V);
+    opd_step_work_reserve(w, (size_t)B * sb->trained_len, (size_t)B * sb->S, V);
 
     /* 4. one teacher forward over [x; y] */
     t0 = opd_time();
@@ -233,7 +249,7 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
     t0 = opd_time();
     if (opd_step_update(student, opt, k, st) != 0) return -1;
     st->sec_optim = opd_time() - t0;
-    st->peak_rss_kb = opd_peak_rss_kb();
+    st->peak_rss_kb = st->peak_rss_kb_sum = opd_peak_rss_kb();
     return 0;
 }
 

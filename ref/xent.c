@@ -22,10 +22,17 @@ float opd_log_softmax(float *out, const float *logits, int V) {
 
 float opd_cross_entropy(const float *logits, const int *targets,
                         const float *mask, int B, int S, int V, float *dlogits) {
+    return (float)opd_cross_entropy_norm(logits, targets, mask, B, S, V, dlogits, -1.0);
+}
+
+double opd_cross_entropy_norm(const float *logits, const int *targets, const float *mask,
+                              int B, int S, int V, float *dlogits, double count) {
     // logits is (B,S,V), targets and mask are (B,S), dlogits is (B,S,V)
     int N = B * S;
-    double count = 0.0;
-    for (int n = 0; n < N; n++) count += mask ? mask[n] : 1.0f;
+    if (count < 0.0) {   // this batch's own token count
+        count = 0.0;
+        for (int n = 0; n < N; n++) count += mask ? mask[n] : 1.0f;
+    }
     double *row_loss = opd_malloc((size_t)N * sizeof(double));
     // token mean: each masked position weighs 1 / count
     float inv = count > 0.0 ? (float)(1.0 / count) : 0.0f;
@@ -48,5 +55,5 @@ float opd_cross_entropy(const float *logits, const int *targets,
     double loss = 0.0;
     for (int n = 0; n < N; n++) loss += row_loss[n];
     free(row_loss);
-    return count > 0.0 ? (float)(loss / count) : 0.0f;
+    return count > 0.0 ? loss / count : 0.0;
 }

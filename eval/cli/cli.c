@@ -62,7 +62,10 @@ int cli_u64(const char *cmd, const char *opt, const char *s, uint64_t *out) {
 }
 
 int cli_fail(const char *cmd) {
-    fprintf(stderr, "opd %s: %s\n", cmd, opd_last_error());
+    if (opd_dist_size() > 1)   /* which rank failed */
+        fprintf(stderr, "opd %s (rank %d of %d): %s\n", cmd, opd_dist_rank(), opd_dist_size(), opd_last_error());
+    else
+        fprintf(stderr, "opd %s: %s\n", cmd, opd_last_error());
     return 1;
 }
 

@@ -14,7 +14,7 @@ enum {
     OPT_HORIZON_OLD, OPT_H0, OPT_DH, OPT_DK, OPT_RHO, OPT_GROWTH, OPT_LOSS, OPT_BETA,
     OPT_TOPK_TEACHER, OPT_GAMMA, OPT_CLAMP, OPT_REDUCTION, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P,
     OPT_SAMPLES, OPT_EVAL, OPT_EVAL_EVERY, OPT_EVAL_N, OPT_SAVE_EVERY, OPT_RESUME, OPT_WARMUP,
-    OPT_STOP_AFTER, OPT_WEIGHT_DECAY, OPT_BETA2, OPT_CLIP, OPT_DEVICE,
+    OPT_STOP_AFTER, OPT_MICRO_BATCH, OPT_WEIGHT_DECAY, OPT_BETA2, OPT_CLIP, OPT_DEVICE,
 };
 
 static const struct option opts[] = {
@@ -38,6 +38,7 @@ static const struct option opts[] = {
     {"eval-n", required_argument, 0, OPT_EVAL_N}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
     {"resume", no_argument, 0, OPT_RESUME}, {"warmup", required_argument, 0, OPT_WARMUP},
     {"stop-after", required_argument, 0, OPT_STOP_AFTER},
+    {"micro-batch", required_argument, 0, OPT_MICRO_BATCH},
     {"weight-decay", required_argument, 0, OPT_WEIGHT_DECAY}, {"beta2", required_argument, 0, OPT_BETA2},
     {"clip", required_argument, 0, OPT_CLIP}, {"device", required_argument, 0, OPT_DEVICE},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -61,6 +62,9 @@ static void help_task(void) {
            "Training:\n"
            "  -B, --batch N         prompts per step (default 8)\n"
            "      --samples N       rollouts per prompt (default 1)\n"
+           "      --micro-batch N   sequences per micro-batch (default: the whole batch x samples);\n"
+           "                        the gradient is their fixed tree sum: the same bits on any number\n"
+           "                        of ranks (mpirun -np R, R a power of two dividing the micro-batches)\n"
            "  -l, --lr X            learning rate (default 1e-3), --warmup N (0)\n"
            "      --weight-decay X  AdamW decoupled weight decay (default 0: see cmd_distill.c)\n"
            "      --beta2 X         AdamW second-moment decay (default 0.95)\n"
@@ -192,6 +196,7 @@ static int distill_option(int c, const char *arg, distill_args *a, distill_knobs
     case OPT_SAVE_EVERY: return cli_int(C, "save-every", arg, 0, 1 << 30, &a->save_every);
     case OPT_WARMUP: return cli_int(C, "warmup", arg, 0, 1 << 30, &a->oc.warmup_steps);
     case OPT_STOP_AFTER: return cli_int(C, "stop-after", arg, 1, 1 << 30, &a->stop_after);
+    case OPT_MICRO_BATCH: return cli_int(C, "micro-batch", arg, 1, 1 << 22, &a->micro_batch);
     case OPT_WEIGHT_DECAY: return cli_float(C, "weight-decay", arg, 0, 10, &a->oc.weight_decay);
     case OPT_BETA2: return cli_float(C, "beta2", arg, 0, 0.999999, &a->oc.beta2);
     case OPT_CLIP: return cli_float(C, "clip", arg, 0, 1e9, &a->oc.grad_clip);
@@ -240,6 +245,19 @@ int cmd_distill(int argc, char **argv) {
         if (r != 0) return 2;
     }
     if (optind != argc || check_args(&a, text) != 0) return cli_usage_error(C);
+    /* the ranks and micro-batches, before any work; the same on every rank,
+     * so rank 0 says it once and all end with 2 */
+    int BS = a.B * a.samples;
+    if (opd_dist_check(BS, a.micro_batch > 0 ? a.micro_batch : BS, opd_dist_size()) != 0) {
+        if (opd_dist_rank() == 0) fprintf(stderr, "opd distill: %s\n", opd_last_error());
+        return 2;
+    }
+    if (a.device != OPD_DEVICE_CPU && (opd_dist_size() > 1 || (a.micro_batch > 0 && a.micro_batch != BS))) {
+        if (opd_dist_rank() == 0)
+            fprintf(stderr, "opd distill: --device cuda runs whole batches on one process: --micro-batch "
+                            "and mpirun are CPU only (no NCCL combination yet)\n");
+        return 2;
+    }
 
     /* the training prompts are read once, here; T's default comes from them */
     source train, evals;

@@ -38,12 +38,13 @@ int cmd_sft(int argc, char **argv) {
         {"warmup", required_argument, 0, 'w'}, {"seed", required_argument, 0, 's'},
         {"log", required_argument, 0, 'L'}, {"eval", required_argument, 0, 'e'},
         {"eval-n", required_argument, 0, 'N'}, {"eval-every", required_argument, 0, 'E'},
-        {"stop-at", required_argument, 0, 'A'}, {"help", no_argument, 0, 'h'},
+        {"stop-at", required_argument, 0, 'A'}, {"micro-batch", required_argument, 0, 'M'},
+        {"help", no_argument, 0, 'h'},
         CLI_MODEL_OPTIONS, {0, 0, 0, 0}};
     opd_config cfg;
     opd_config_default(&cfg);
     const char *data = NULL, *out = NULL, *init = NULL, *logp = NULL, *evalp = NULL;
-    int steps = 200, B = 16, warmup = 20, eval_n = 100, eval_every = 0;
+    int steps = 200, B = 16, warmup = 20, eval_n = 100, eval_every = 0, mb = 0;
     float lr = 3e-3f, stop_at = 0.0f;
     uint64_t seed = 1;
     int c, model_opts = 0, vocab_given = 0;
@@ -63,6 +64,7 @@ int cmd_sft(int argc, char **argv) {
         case 'w': if (cli_int("sft", "warmup", optarg, 0, 10000000, &warmup)) return 2; break;
         case 'N': if (cli_int("sft", "eval-n", optarg, 1, 10000000, &eval_n)) return 2; break;
         case 'E': if (cli_int("sft", "eval-every", optarg, 1, 10000000, &eval_every)) return 2; break;
+        case 'M': if (cli_int("sft", "micro-batch", optarg, 1, 4096, &mb)) return 2; break;
         case 'A': if (cli_float("sft", "stop-at", optarg, 1e-6, 1, &stop_at)) return 2; break;
         case 'l': if (cli_float("sft", "lr", optarg, 1e-8, 10, &lr)) return 2; break;
         case 's': if (cli_u64("sft", "seed", optarg, &seed)) return 2; break;
@@ -74,6 +76,9 @@ int cmd_sft(int argc, char **argv) {
                    "      --init CKPT    start from this checkpoint (else a random model, see below)\n"
                    "      --steps N      optimizer steps (default 200)\n"
                    "      --batch N      sequences per step (default 16)\n"
+                   "      --micro-batch N  sequences per micro-batch (default: the batch); the fixed\n"
+                   "                     tree sum of their gradients: the same bits on any number of\n"
+                   "                     ranks (mpirun -np R, R a power of two dividing batch / N)\n"
                    "      --lr X         peak learning rate, warmup + cosine (default 3e-3)\n"
                    "      --warmup N     warmup steps (default 20)\n"
                    "  -s, --seed N       seed of the init and the batch draws (default 1)\n"
@@ -89,6 +94,11 @@ int cmd_sft(int argc, char **argv) {
     }
     if (!data || !out || optind != argc) { fprintf(stderr, "opd sft: --data and --out are required\n"); return cli_usage_error("sft"); }
     if (eval_every > 0 && !evalp) { fprintf(stderr, "opd sft: --eval-every needs --eval\n"); return cli_usage_error("sft"); }
+    if (mb == 0) mb = B;
+    if (opd_dist_check(B, mb, opd_dist_size()) != 0) {   /* the same on every rank: said once */
+        if (opd_dist_rank() == 0) fprintf(stderr, "opd sft: %s\n", opd_last_error());
+        return 2;
+    }
     if (stop_at > 0 && eval_every == 0) { fprintf(stderr, "opd sft: --stop-at needs --eval-every\n"); return cli_usage_error("sft"); }
     /* options that would be ignored are errors, not silently dropped */
     if (init && model_opts) {
@@ -133,7 +143,8 @@ int cmd_sft(int argc, char **argv) {
     opd_adamw opt;
     opd_adamw_init(&opt, &oc, m.num_params);
     opd_csv_log log;
-    int have_log = logp != NULL;
+    const int writer = opd_dist_rank() == 0;   /* rank 0 writes the log and the checkpoint */
+    int have_log = logp != NULL && writer;
     if (have_log && opd_csv_log_open(&log, logp, sft_log_header, SFT_LOG_COLS) != 0) return cli_fail("sft");
     int *idx = opd_malloc(sizeof(int) * B);
     double t_start = opd_time();
@@ -150,7 +161,7 @@ int cmd_sft(int argc, char **argv) {
             rc = opd_set_error("%s: a sequence of %d tokens exceeds max_seq_len %d", data, S, m.cfg.max_seq_len);
         } else {
             float lr_now = opd_lr_at(&oc, opt.step);
-            rc = opd_sft_step(&m, &opt, tokens, pad, mask, B, S, &loss, &gn);
+            rc = opd_sft_step_mb(&m, &opt, tokens, pad, mask, B, S, mb, &loss, &gn);
             double sec = opd_time() - t_start;
             if (rc == 0 && have_log) sft_log_row(&log, k, loss, gn, lr_now, sec);
             if (cli_progress_tty())
@@ -173,7 +184,7 @@ int cmd_sft(int argc, char **argv) {
     if (cli_progress_tty()) fprintf(stderr, "\n");
     free(idx);
     if (have_log) { if (rc == 0) rc = opd_csv_log_close(&log); else opd_csv_log_discard(&log); }
-    if (rc == 0) rc = opd_model_save(&m, out, NULL, NULL, NULL, 0);
+    if (rc == 0 && writer) rc = opd_model_save(&m, out, NULL, NULL, NULL, 0);
     if (rc == 0) printf("wrote %s after %d steps (final loss %.4f, %.1f s)\n", out, done, loss, opd_time() - t_start);
     if (rc == 0 && evalp) {
         /* a run stopped by --stop-at was just scored on these weights */

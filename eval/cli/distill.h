@@ -15,6 +15,7 @@ typedef struct {
     opd_distill_config dc;   /* dc.schedule.max_new_tokens is T, the full horizon */
     opd_optim_config oc;
     int B, samples, steps, eval_every, eval_n, save_every, resume;
+    int micro_batch;  /* sequences per micro-batch (0: the whole batch), ref/opd_dist.h */
     int stop_after;   /* stop (with a checkpoint) after this many steps, as if interrupted */
     uint64_t seed;
     opd_device_kind device;   /* --device: where the steps run (opd_device.h) */

@@ -39,7 +39,9 @@
     X(num, "sec_student", st->sec_student)                                               \
     X(num, "sec_optim", st->sec_optim)                                                   \
     X(num, "train_seconds", train_sec)                                                   \
-    X(int, "peak_rss_kb", st->peak_rss_kb)
+    X(int, "peak_rss_kb", st->peak_rss_kb)                                               \
+    X(num, "sec_combine", st->sec_combine)                                               \
+    X(int, "peak_rss_kb_sum", st->peak_rss_kb_sum)
 _Static_assert(OPD_KL_BUCKETS == 4, "log.csv has the columns kl_q1 .. kl_q4");
 
 /* eval.csv, one row per evaluation (eval_log_row); text prompts add
@@ -72,13 +74,15 @@ static void eval_log_row(opd_csv_log *log, source_kind kind, long step, double t
     opd_csv_log_end_row(log);
 }
 
-/* Greedy pass@1 of the student, decoding to the full horizon T. */
+/* Greedy pass@1 of the student, decoding to the full horizon T; every
+ * rank decodes its share, rank 0 (the one with a log) writes. */
 static int distill_eval(const distill_args *a, const source *es, const opd_model *m, long step,
                         double train_sec, long tokens, opd_csv_log *log) {
     opd_sampler_config greedy = {0.0f, 0, 1.0f};
     source_eval r;
     if (source_evaluate(es, m, a->eval_n, a->dc.schedule.max_new_tokens, 64, &greedy, 1, a->seed, &r) != 0)
         return -1;
+    if (!log) return 0;
     eval_log_row(log, es->kind, step, train_sec, tokens, &r);
     if (cli_progress_tty()) fprintf(stderr, "\n");
     printf("eval step %ld: pass@1 %.4f (%d scored, mean length %.1f, train %.1f s)\n", step, r.acc,
@@ -135,6 +139,9 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
     opd_device *dev = NULL;
     long k0 = 0, tokens = 0;
     double train_sec = 0;
+    /* only rank 0 writes the logs and the checkpoint (ref/opd_dist.h) */
+    const int writer = opd_dist_rank() == 0;
+    const int mb = a->micro_batch > 0 ? a->micro_batch : BS;
 
     if ((rc = opd_schedule_validate(&dc.schedule)) != 0) goto done;
     if ((rc = opd_model_load_any(&teacher, a->teacher, NULL)) != 0) goto done;
@@ -159,7 +166,9 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
     dc.rollout.pad_id = src->pad_id;
     dc.rollout.seed = a->seed;
     if ((rc = opd_device_open(&dev, a->device, &student, &teacher, &opt)) != 0) goto done;
-    if (a->resume) {
+    if (!writer) {
+        rc = 0;
+    } else if (a->resume) {
         rc = distill_resume_logs(&slog, slog_path, step_log_header, STEP_LOG_COLS, &elog, elog_path,
                                  eval_header, eval_cols, k0);
     } else if ((rc = opd_csv_log_open(&slog, slog_path, step_log_header, STEP_LOG_COLS)) == 0 &&
@@ -167,14 +176,17 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
         opd_csv_log_discard(&slog);
     }
     if (rc != 0) goto done;
-    have_logs = 1;
+    have_logs = writer;
+    opd_csv_log *el = writer ? &elog : NULL;   /* eval.csv: rank 0 only */
 
     printf("distill: %s, loss %s (%s), max_new_tokens T=%d, %d prompts x %d samples, %d steps, device %s, "
            "%d prompts in %s, EOS id %d\n",
            opd_schedule_name(dc.schedule.kind), opd_loss_name(dc.loss.kind),
            dc.loss.reduction == OPD_REDUCE_TOKEN_MEAN ? "token mean" : "sequence mean", max_new_tokens,
            a->B, a->samples, a->steps, opd_device_name(dev), src->n, src->path, src->eos_id);
-    if (es && k0 == 0 && (rc = distill_eval(a, es, &student, 0, 0, 0, &elog)) != 0) goto done;
+    if (mb != BS || opd_dist_size() > 1)
+        printf("distill: %d micro-batches of %d sequences over %d rank(s)\n", BS / mb, mb, opd_dist_size());
+    if (es && k0 == 0 && (rc = distill_eval(a, es, &student, 0, 0, 0, el)) != 0) goto done;
     for (long k = k0; k < a->steps; k++) {
         harness_draw_batch(a->seed, k, src->n, a->B, idx);
         for (int i = 0; i < BS; i++) {
@@ -184,13 +196,14 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
         int *prompts, *pad, P;
         source_batch(src, sidx, BS, &prompts, &pad, &P);
         opd_step_stats st;
-        rc = opd_device_distill_step(dev, &student, &teacher, &opt, &dc, prompts, pad, ids, BS, P, k, &st);
+        rc = opd_device_distill_step_mb(dev, &student, &teacher, &opt, &dc, prompts, pad, ids, BS, P, mb,
+                                        k, &st);
         free(prompts);
         free(pad);
         if (rc != 0) goto done;
         train_sec += st.sec_rollout + st.sec_teacher + st.sec_student + st.sec_optim;
         tokens += st.tokens;
-        step_log_row(&slog, k, &st, &dc, train_sec);
+        if (writer) step_log_row(&slog, k, &st, &dc, train_sec);
         print_progress(a, k, &st, train_sec);
         int last = k + 1 == a->steps;
         int stop = a->stop_after > 0 && k + 1 == a->stop_after && !last;
@@ -201,8 +214,8 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
         /* Evaluate, then flush both logs, then rename the checkpoint into
          * place: a kill at any point leaves logs at or ahead of the
          * checkpoint, never behind it (resume drops the rows ahead). */
-        if (eval && (rc = distill_eval(a, es, &student, k + 1, train_sec, tokens, &elog)) != 0) goto done;
-        if (save) {
+        if (eval && (rc = distill_eval(a, es, &student, k + 1, train_sec, tokens, el)) != 0) goto done;
+        if (save && writer) {
             if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
             if ((rc = save_student(a, src, &student, &opt, ckpt, k, train_sec, tokens)) != 0) goto done;
         }

@@ -37,6 +37,19 @@ static void usage(FILE *f) {
                "  -V, --version  show the version\n");
 }
 
+/* One command on every rank. Under mpirun (ref/opd_dist.h) only rank 0
+ * prints (and writes files); errors still reach stderr from any rank. A
+ * usage error (2) is the same on every rank, which all end normally; any
+ * other failure may be one rank's alone, so it stops the whole job. */
+static int run_command(const command *c, int argc, char **argv) {
+    opd_dist_init(&argc, &argv);
+    if (opd_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    int rc = c->fn(argc - 1, argv + 1);
+    if (rc != 0 && rc != 2 && opd_dist_size() > 1) opd_dist_abort(rc);
+    opd_dist_finalize();
+    return rc;
+}
+
 int main(int argc, char **argv) {
     /* progress lines must reach a log file as they happen, not at exit */
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -45,7 +58,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) { printf("opd %s\n", PACKAGE_VERSION); return 0; }
     for (const command *c = commands; c->name; c++)
-        if (!strcmp(cmd, c->name)) return c->fn(argc - 1, argv + 1);
+        if (!strcmp(cmd, c->name)) return run_command(c, argc, argv);
     fprintf(stderr, "opd: unknown command '%s' (try 'opd --help')\n", cmd);
     return 2;
 }
