@@ -26,8 +26,7 @@ void opd_dist_bcast(void *buf, size_t bytes) { (void)buf; (void)bytes; }
 
 int opd_dist_check(int B, int mb, int R) {
     if (mb < 1 || mb > B || B % mb != 0)
-        return opd_set_error("--micro-batch %d must divide the batch of %d sequences "
-                             "(--batch x --samples)", mb, B);
+        return opd_set_error("--micro-batch %d must divide the step's batch of %d sequences", mb, B);
     int M = B / mb;
     if (R == 1) return 0;
     if (R & (R - 1))
