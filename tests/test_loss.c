@@ -790,6 +790,167 @@ static void test_schedule_validation(void) {
     CU_ASSERT(opd_schedule_parse("cosine", &back) == -1 && strstr(opd_last_error(), "'cosine'"));
 }
 
+/* ------------------------------------------------ micro-batch step (ref/dist.c) */
+
+/* a tiny student, teacher and a step config shared by the micro-batch tests */
+typedef struct {
+    opd_model s, t;
+    opd_distill_config dc;
+    int prompts[8 * 5], pad[8];
+    uint32_t ids[8];
+} mb_fixture;
+
+static void mb_fixture_init(mb_fixture *f, opd_reduction red) {
+    opd_config sc, tc;
+    opd_config_default(&sc);
+    sc.vocab_size = 19; sc.d_model = 16; sc.n_layers = 1; sc.n_heads = 2; sc.n_kv_heads = 1;
+    sc.d_ff = 24; sc.max_seq_len = 24;
+    tc = sc;
+    tc.d_model = 24; tc.n_layers = 2; tc.d_ff = 32;
+    CU_ASSERT_FATAL(opd_model_init(&f->s, &sc) == 0);
+    CU_ASSERT_FATAL(opd_model_init(&f->t, &tc) == 0);
+    opd_model_init_random(&f->s, 11);
+    opd_model_init_random(&f->t, 12);
+    for (size_t i = 0; i < f->t.num_params; i++) f->t.params_mem[i] *= 4.0f;
+    opd_distill_config_default(&f->dc, 8);
+    f->dc.loss.reduction = red;
+    f->dc.rollout.seed = 7;
+    for (int b = 0; b < 8; b++) {
+        f->pad[b] = b % 3;
+        f->ids[b] = (uint32_t)b;
+        for (int i = 0; i < 5; i++)
+            f->prompts[b * 5 + i] = i < f->pad[b] ? 0 : 3 + (int)(opd_uniform(4, 1, b, i, 0) * 16);
+    }
+}
+
+static void mb_fixture_free(mb_fixture *f) { opd_model_free(&f->s); opd_model_free(&f->t); }
+
+/* M = B / mb micro-batches by hand: every rollout, the global normaliser
+ * counted here, each g_m from the stages, then the tree of opd_dist.h
+ * written out for M = 3 ((g0 + g1) + g2) and M = 4 ((g0 + g1) + (g2 + g3)) */
+static void check_mb_by_hand(int B, int mb, opd_reduction red) {
+    enum { P = 5 };
+    mb_fixture f;
+    mb_fixture_init(&f, red);
+    const int M = B / mb;
+    const size_t np = f.s.num_params;
+    opd_mb_work mw;
+    memset(&mw, 0, sizeof mw);
+    opd_step_stats st;
+    CU_ASSERT_FATAL(opd_distill_grad_mb(&f.s, &f.t, &f.dc, f.prompts, f.pad, f.ids, B, P, mb, 0, &mw, &st) == 0);
+    float *G = opd_malloc(np * sizeof(float));
+    memcpy(G, f.s.grads_mem, np * sizeof(float));
+
+    opd_step_work w;
+    memset(&w, 0, sizeof w);
+    opd_step_batch sb[4];
+    memset(sb, 0, sizeof sb);
+    int H;
+    CU_ASSERT_FATAL(opd_step_horizon(&f.dc, 0, P, &f.s.cfg, &f.t.cfg, &H) == 0);
+    double norm = 0;
+    long tokens = 0;
+    for (int m = 0; m < M; m++) {
+        opd_step_stats s;
+        memset(&s, 0, sizeof s);
+        CU_ASSERT_FATAL(opd_step_rollout(&f.s, &f.dc, 0, f.prompts + m * mb * P, f.pad + m * mb,
+                                         f.ids + m * mb, mb, P, H, &w.roll) == 0);
+        CU_ASSERT_FATAL(opd_step_compact(&w.roll, &sb[m], &s) == 0);
+        tokens += s.tokens;
+        for (int b = 0; b < mb; b++) {
+            int any = 0;
+            for (int t = 0; t < s.trained_len; t++) {
+                float x = sb[m].mask[b * s.trained_len + t];
+                if (red == OPD_REDUCE_TOKEN_MEAN) norm += x;
+                any |= x > 0;
+            }
+            if (red == OPD_REDUCE_SEQ_MEAN) norm += any;
+        }
+    }
+    CU_ASSERT(tokens == st.tokens);
+    float *g[4];
+    double loss[4];
+    for (int m = 0; m < M; m++) {
+        opd_step_work_reserve(&w, (size_t)mb * sb[m].trained_len, (size_t)mb * sb[m].S, f.s.cfg.vocab_size);
+        opd_step_teacher_score(&f.t, &sb[m], f.dc.teacher_temperature, w.t_logits);
+        opd_step_student_forward(&f.s, &sb[m], w.s_logits);
+        loss[m] = opd_step_loss_backward_norm(&f.s, &f.dc.loss, &sb[m], &w, norm);
+        g[m] = opd_malloc(np * sizeof(float));
+        memcpy(g[m], f.s.grads_mem, np * sizeof(float));
+    }
+    float *sum = opd_malloc(np * sizeof(float));
+    double lsum;
+    if (M == 3) {
+        for (size_t i = 0; i < np; i++) sum[i] = (g[0][i] + g[1][i]) + g[2][i];
+        lsum = (loss[0] + loss[1]) + loss[2];
+    } else {
+        for (size_t i = 0; i < np; i++) sum[i] = (g[0][i] + g[1][i]) + (g[2][i] + g[3][i]);
+        lsum = (loss[0] + loss[1]) + (loss[2] + loss[3]);
+    }
+    CU_ASSERT(memcmp(sum, G, np * sizeof(float)) == 0);
+    CU_ASSERT(st.loss == (float)lsum);
+    printf("\n    B %d, mb %d (M %d), %s: gradient == the hand-written tree (memcmp %s), loss %.9g",
+           B, mb, M, red == OPD_REDUCE_TOKEN_MEAN ? "token mean" : "seq mean",
+           memcmp(sum, G, np * sizeof(float)) == 0 ? "equal" : "DIFFERS", st.loss);
+    for (int m = 0; m < M; m++) { free(g[m]); opd_step_batch_free(&sb[m]); }
+    free(sum); free(G);
+    opd_step_work_free(&w);
+    opd_mb_work_free(&mw);
+    mb_fixture_free(&f);
+}
+
+static void test_mb_step_is_the_tree(void) {
+    check_mb_by_hand(6, 2, OPD_REDUCE_TOKEN_MEAN);
+    check_mb_by_hand(6, 2, OPD_REDUCE_SEQ_MEAN);
+    check_mb_by_hand(8, 2, OPD_REDUCE_TOKEN_MEAN);
+}
+
+/* M = 1: opd_distill_step_mb and opd_sft_step_mb are the whole-batch steps bit for bit */
+static void test_mb_one_is_the_step(void) {
+    enum { B = 6, P = 5 };
+    mb_fixture a, b;
+    mb_fixture_init(&a, OPD_REDUCE_TOKEN_MEAN);
+    mb_fixture_init(&b, OPD_REDUCE_TOKEN_MEAN);
+    opd_optim_config oc;
+    opd_optim_config_default(&oc);
+    oc.lr = 1e-2f;
+    opd_adamw oa, ob;
+    opd_adamw_init(&oa, &oc, a.s.num_params);
+    opd_adamw_init(&ob, &oc, b.s.num_params);
+    opd_mb_work mw;
+    opd_step_work w;
+    memset(&mw, 0, sizeof mw);
+    memset(&w, 0, sizeof w);
+    for (long k = 0; k < 2; k++) {
+        opd_step_stats sa, sb;
+        CU_ASSERT_FATAL(opd_distill_step_mb(&a.s, &a.t, &oa, &a.dc, a.prompts, a.pad, a.ids, B, P, B, k, &mw, &sa) == 0);
+        CU_ASSERT_FATAL(opd_distill_step(&b.s, &b.t, &ob, &b.dc, b.prompts, b.pad, b.ids, B, P, k, &w, &sb) == 0);
+        CU_ASSERT(sa.loss == sb.loss && sa.mean_rkl == sb.mean_rkl && sa.grad_norm == sb.grad_norm);
+        CU_ASSERT(sa.tokens == sb.tokens && sa.trained_len == sb.trained_len && sa.truncated == sb.truncated);
+        CU_ASSERT(memcmp(sa.kl_bucket, sb.kl_bucket, sizeof sa.kl_bucket) == 0);
+    }
+    CU_ASSERT(memcmp(a.s.params_mem, b.s.params_mem, a.s.num_params * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(oa.m, ob.m, a.s.num_params * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(oa.v, ob.v, a.s.num_params * sizeof(float)) == 0);
+
+    /* SFT on the prompts as sequences, all positions trained */
+    float lm[B * P], la, lb, ga, gb;
+    for (int i = 0; i < B * P; i++) lm[i] = 1.0f;
+    CU_ASSERT_FATAL(opd_sft_step_mb(&a.s, &oa, a.prompts, a.pad, lm, B, P, B, &la, &ga) == 0);
+    CU_ASSERT_FATAL(opd_sft_step(&b.s, &ob, b.prompts, b.pad, lm, B, P, &lb, &gb) == 0);
+    CU_ASSERT(la == lb && ga == gb);
+    CU_ASSERT(memcmp(a.s.params_mem, b.s.params_mem, a.s.num_params * sizeof(float)) == 0);
+    /* and a refused split */
+    CU_ASSERT(opd_dist_check(6, 4, 1) == -1 && strstr(opd_last_error(), "must divide"));
+    CU_ASSERT(opd_dist_check(8, 2, 3) == -1 && strstr(opd_last_error(), "power of two"));
+    CU_ASSERT(opd_dist_check(8, 4, 4) == -1 && strstr(opd_last_error(), "do not divide"));
+    CU_ASSERT(opd_dist_check(8, 2, 4) == 0 && opd_dist_check(6, 2, 1) == 0);
+    opd_adamw_free(&oa); opd_adamw_free(&ob);
+    opd_mb_work_free(&mw);
+    opd_step_work_free(&w);
+    mb_fixture_free(&a);
+    mb_fixture_free(&b);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     static const opd_test_case cases[] = {
@@ -807,6 +968,8 @@ int main(void) {
         {"NULL mask, NULL y, -inf student logits", test_null_mask_and_inf_logits},
         {"schedule values", test_schedule_values},
         {"schedule validation and names", test_schedule_validation},
+        {"micro-batch step == the hand-written tree of micro-batch gradients", test_mb_step_is_the_tree},
+        {"one micro-batch == opd_distill_step / opd_sft_step bit for bit", test_mb_one_is_the_step},
         {0, 0}};
     opd_test_suite("loss", cases);
     return opd_test_run();
