@@ -32,5 +32,7 @@ int opd_bench_step(int argc, char **argv);
 int opd_bench_step_cuda(int argc, char **argv);
 /* `opd bench targets` (bench_targets.c): what `make bench` runs. */
 int opd_bench_targets(int argc, char **argv);
+/* bench_scale.c: 1 rank x 2 threads vs 2 ranks x 1 thread, and the tree's cost on paper */
+int opd_bench_scale(int argc, char **argv);
 
 #endif
