@@ -133,7 +133,7 @@ expect_fail "resume with opd.train.seconds = nan" "opd.train.seconds' = \"nan\" 
 # a log of another shape is an error, not silently emptied
 cp "$dir/R.st" "$dir/Rbad/student.safetensors"
 printf 'step,loss\n0,1.5\n1,1.25\n' >"$dir/Rbad/log.csv"
-expect_fail "resume with a log.csv of other columns" "log.csv: 2 columns \"step,loss\" are not the 21 this opd logs" \
+expect_fail "resume with a log.csv of other columns" "log.csv: 2 columns \"step,loss\" are not the 23 this opd logs" \
     "$OPD" distill $resume_args --resume --out "$dir/Rbad"
 [ "$(cat "$dir/Rbad/log.csv")" = "$(printf 'step,loss\n0,1.5\n1,1.25')" ] && ok "  ... and it is kept as it was" || bad "  ... it was rewritten"
 # a log behind its checkpoint (a row lost) is an error, not a hole
