@@ -159,7 +159,7 @@ int opd_distill_grad_mb(opd_model *student, opd_model *teacher,
     /* 1. every rollout of this rank's run, compacted to its own trained_len;
      * their counts (integers) give the step's normaliser before any backward */
     double t0 = opd_time();
-    long cnt[4] = {0, 0, 0, 0};   /* tokens, truncated, normaliser, error */
+    long cnt[3] = {0, 0, 0};   /* tokens, truncated, the normaliser */
     long tl = 0;
     for (int i = 0; i < n; i++) {
         const int m = first + i;
