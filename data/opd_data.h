@@ -76,12 +76,15 @@
  * layers (s sits at a fixed distance before the solution, so reading it
  * is a positional head beside the previous-token one, and it comes last,
  * so nothing about its chase can be prepared while the map is read). The
- * default h = 2 asks for 3: beyond a 2-layer
- * student (d = 64), within a 4-layer teacher. The routine part is the chain
- * step, which a 2-layer model learns by SFT (a copy by label is exactly the
- * 2-layer induction pattern). pi is one 10-cycle so that no shortcut with
- * fewer hops is ever right: pi^j(s) != pi^h(s) for 0 <= j < h. h is the knob
- * of the decision's difficulty: h = 1 is within a 2-layer model's reach.
+ * default h = 2 asks for 3: beyond a 2-layer student (d = 64), within a
+ * 4-layer teacher. The routine part is the chain step, which a 2-layer
+ * model learns by SFT (a copy by label is exactly the 2-layer induction
+ * pattern). pi is one 10-cycle so that no shortcut with fewer hops is ever
+ * right: pi^j(s) != pi^h(s) for 0 <= j < h. h is the knob of the
+ * decision's difficulty: h = 1 is within a 2-layer model's reach. (A
+ * student that cannot represent the decision at all cannot be taught it by
+ * any method either; where OPD should show a gain, pick h or the student's
+ * depth so that it can, and SFT alone falls short.)
  *
  * Why a truncated rollout carries the teacher's useful signal here: the only
  * position where a student that has learned the routine disagrees with the
@@ -92,7 +95,8 @@
  * for the default [4, 10] steps), so a rho = 0.1 rollout always contains the
  * decision, and the tokens beyond it add cost but little signal. Expected:
  * TOPD at rho = 0.1 about matches full OPD here, while on the chain it does
- * not. Measured, the claim has to be shown (issue 18).
+ * not. That is the design's expectation, not a measurement: issue 18 asks
+ * for the runs that show it.
  *
  * Everything else is shared with the chain: the vocabulary (data/vocab.txt,
  * no new token), the solution format and so opd_task_answer, the split
