@@ -46,18 +46,20 @@
  * at the START of the rollout. Its start value is not written in the prompt:
  * it is found by following a hidden map h times from a start key.
  *
- *   prompt   = k0 m0 k1 m1 ... k9 m9  L1 o1 d1 ... Ln on dn  '='^h  s  '>'
+ *   prompt   = K0 m0 K1 m1 ... K9 m9  L1 o1 d1 ... Ln on dn  '='^h  s  '>'
  *   solution = the chain solution of start v0 = pi^h(s), byte for byte
  *   answer   = vn
  *
- * The first 20 characters are the map pi as 10 (key, value) digit pairs,
- * m_i = pi(k_i), the keys in a random order; pi is a single 10-cycle. Then
- * come the n chain steps as in the chain prompt, h '=' (the number of hops,
- * 1..OPD_TASK_PLAN_MAX_HOPS, OPD_TASK_PLAN_HOPS_DEFAULT by default) and the
- * start key s. Example, pi(k) = k + 7 mod 10, h = 2, s = 3 (pi(3) = 0,
- * pi(0) = 7, so v0 = 7):
+ * The first 20 characters are the map pi of the digits as 10 (key, value)
+ * pairs, the key of digit k written as the letter 'A' + k (so K_i = 'A' +
+ * k_i, m_i = pi(k_i)), the pairs in a random order; pi is a single 10-cycle.
+ * Then come the n <= 26 chain steps as in the chain prompt (labels 'a'..'z'
+ * only, so an uppercase letter in a plan prompt is always a map key), h '='
+ * (the number of hops, 1..OPD_TASK_PLAN_MAX_HOPS, OPD_TASK_PLAN_HOPS_DEFAULT
+ * by default) and the start digit s. Example, pi(k) = k + 7 mod 10, h = 2,
+ * s = 3 (pi(3) = 0, pi(0) = 7, so v0 = 7):
  *
- *   prompt   "07182930415263748596a+7b*3c-5==3>"
+ *   prompt   "A7B8C9D0E1F2G3H4I5J6a+7b*3c-5==3>"
  *   solution "a7+7=4b4*3=2c2-5=7>7"          answer 7
  *
  * What the early segment decides: solution character 1
@@ -69,10 +71,12 @@
  *
  * Why the decision is hard for the student and not for the teacher: v0 is
  * written in one token, with no intermediate hops in the solution, so the
- * model must chase h pointers inside one forward pass. With the keys in a
- * random order a hop is a content lookup (attend to the pair whose key is
- * the current value), which needs the key of each value gathered first (a
- * previous-token head) and then one attention layer per hop: about h + 1
+ * model must chase h pointers inside one forward pass. With the pairs in a
+ * random order a hop is a content lookup (attend to the value whose key
+ * letter stands for the current digit: the chain's copy by label, with a
+ * query that is computed, not read), which needs the key of each value
+ * gathered first (a previous-token head) and then one attention layer per
+ * hop, each hop's query being the last hop's result: about h + 1
  * layers (s sits at a fixed distance before the solution, so reading it
  * is a positional head beside the previous-token one, and it comes last,
  * so nothing about its chase can be prepared while the map is read). The
@@ -101,8 +105,8 @@
  * Everything else is shared with the chain: the vocabulary (data/vocab.txt,
  * no new token), the solution format and so opd_task_answer, the split
  * hash, the CSV format (steps = n), opd_task_solve / _verify / _first_error,
- * which tell the families apart by the prompt (a plan prompt starts with two
- * digits, a chain prompt with a digit and a label). The generator draws a
+ * which tell the families apart by the prompt (a plan prompt starts with a
+ * key letter A..J and a digit, a chain prompt with a digit). The generator draws a
  * plan problem with keys of its own (a = split + 4 attempt + 2^24), so the
  * chain family's problems are byte-identical to what they were before the
  * plan family existed.
@@ -165,7 +169,7 @@ typedef enum { OPD_SPLIT_TRAIN = 0, OPD_SPLIT_VALID = 1, OPD_SPLIT_TEST = 2 } op
 
 /* The task families (see the header comment); the chain is the default. */
 typedef enum { OPD_TASK_CHAIN = 0, OPD_TASK_PLAN = 1 } opd_task_family;
-#define OPD_TASK_PLAN_MAX_STEPS 38     /* 3n + h + 22 prompt characters must fit */
+#define OPD_TASK_PLAN_MAX_STEPS 26     /* labels a..z: A..J are the map's keys */
 #define OPD_TASK_PLAN_MAX_HOPS 3
 #define OPD_TASK_PLAN_HOPS_DEFAULT 2
 #define OPD_TASK_PLAN_DECISION_POS 1   /* solution character of v0 */
@@ -194,8 +198,9 @@ void opd_task_config_plan(opd_task_config *c);
 int opd_task_config_validate(const opd_task_config *c);
 const char *opd_task_family_name(opd_task_family f);   /* "chain", "plan" */
 int opd_task_family_parse(const char *name, opd_task_family *f);
-/* The family a prompt is written in: OPD_TASK_PLAN when it starts with two
- * digits, else OPD_TASK_CHAIN (a malformed prompt is the chain's to refuse). */
+/* The family a prompt is written in: OPD_TASK_PLAN when it starts with a
+ * map key A..J and a digit, else OPD_TASK_CHAIN (a malformed prompt is the
+ * chain's to refuse). */
 opd_task_family opd_task_family_of(const char *prompt);
 const char *opd_split_name(opd_split s);            /* "train", "valid", "test" */
 int opd_split_parse(const char *name, opd_split *s);

@@ -292,6 +292,10 @@ int opd_task_first_error(const char *prompt, const char *solution) {
 
 static const char *const family_names[2] = {"chain", "plan"};
 
+/* the map's keys: 'A' + k stands for the digit k; a plan has at most 26
+ * steps, labelled 'a'..'z', so these letters mean nothing else there */
+static int is_map_key(char ch) { return ch >= 'A' && ch < 'A' + OPD_TASK_MODULUS; }
+
 const char *opd_task_family_name(opd_task_family f) {
     return (f == OPD_TASK_CHAIN || f == OPD_TASK_PLAN) ? family_names[f] : "?";
 }
@@ -303,7 +307,7 @@ int opd_task_family_parse(const char *name, opd_task_family *f) {
 }
 
 opd_task_family opd_task_family_of(const char *prompt) {
-    return is_digit(prompt[0]) && is_digit(prompt[1]) ? OPD_TASK_PLAN : OPD_TASK_CHAIN;
+    return is_map_key(prompt[0]) && is_digit(prompt[1]) ? OPD_TASK_PLAN : OPD_TASK_CHAIN;
 }
 
 int opd_task_plan_prompt_len(int steps, int hops) { return PLAN_MAP_LEN + 3 * steps + hops + 2; }
@@ -346,7 +350,7 @@ static int write_plan(const int *map, const int *order, const char *ops, const i
     int answer = write_problem(follow(map, s, hops), ops, digits, n, chain_prompt, solution);
     int p = 0;
     for (int i = 0; i < OPD_TASK_MODULUS; i++) {
-        prompt[p++] = (char)('0' + order[i]);
+        prompt[p++] = (char)('A' + order[i]);
         prompt[p++] = (char)('0' + map[order[i]]);
     }
     /* the chain prompt without its start digit and '>': the labelled steps */
@@ -395,13 +399,13 @@ static int solve_plan(const char *prompt, char *solution, size_t cap, int *steps
     int seen_key = 0, seen_value = 0;
     size_t len = strlen(prompt), p = 0;
     for (int i = 0; i < OPD_TASK_MODULUS; i++, p += 2) {
-        if (p + 1 >= len || !is_digit(prompt[p]) || !is_digit(prompt[p + 1]))
-            return opd_set_error("plan prompt \"%.60s\": position %zu: expected the (key, value) "
-                                 "digit pair %d of the map", prompt, p, i + 1);
-        int k = prompt[p] - '0', v = prompt[p + 1] - '0';
+        if (p + 1 >= len || !is_map_key(prompt[p]) || !is_digit(prompt[p + 1]))
+            return opd_set_error("plan prompt \"%.60s\": position %zu: expected pair %d of the "
+                                 "map, a key A..J and a digit", prompt, p, i + 1);
+        int k = prompt[p] - 'A', v = prompt[p + 1] - '0';
         if (seen_key & (1 << k))
-            return opd_set_error("plan prompt \"%.60s\": position %zu: key %d appears twice in "
-                                 "the map", prompt, p, k);
+            return opd_set_error("plan prompt \"%.60s\": position %zu: key %c appears twice in "
+                                 "the map", prompt, p, prompt[p]);
         if (seen_value & (1 << v))
             return opd_set_error("plan prompt \"%.60s\": position %zu: value %d appears twice in "
                                  "the map (it must be a permutation)", prompt, p + 1, v);

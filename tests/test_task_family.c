@@ -80,10 +80,10 @@ static void test_chain_unchanged(void) {
 }
 
 /* The plan spec read independently of tasks.c: map from the first 20
- * characters, h = the '=' run before the start key, v0 = pi^h(s). Also
+ * characters (key 'A' + k, value), h = the '=' run before the start key, v0 = pi^h(s). Also
  * writes the chain prompt with start v and the plan prompt's steps. */
 static int spec_v0(const char *prompt, int *map, int *s, int *hops) {
-    for (int i = 0; i < 10; i++) map[prompt[2 * i] - '0'] = prompt[2 * i + 1] - '0';
+    for (int i = 0; i < 10; i++) map[prompt[2 * i] - 'A'] = prompt[2 * i + 1] - '0';
     size_t len = strlen(prompt);
     *s = prompt[len - 2] - '0';
     *hops = 0;
@@ -141,7 +141,7 @@ static void test_plan_answers_verify(void) {
     CU_ASSERT_EQUAL(bad, 0);
     /* and the example of opd_data.h */
     char sol[64];
-    CU_ASSERT_EQUAL(opd_task_solve("07182930415263748596a+7b*3c-5==3>", sol, sizeof sol, NULL), 7);
+    CU_ASSERT_EQUAL(opd_task_solve("A7B8C9D0E1F2G3H4I5J6a+7b*3c-5==3>", sol, sizeof sol, NULL), 7);
     CU_ASSERT_STRING_EQUAL(sol, "a7+7=4b4*3=2c2-5=7>7");
     /* answers spread over the digits (every step and the chase are bijections) */
     opd_task_config c;
@@ -297,17 +297,18 @@ static void test_plan_vocabulary_and_csv(void) {
 
 static void test_plan_malformed_and_config(void) {
     static const struct { const char *prompt, *says; } bad[] = {
-        {"07072930415263748596a+7==3>", "key 0 appears twice"},
-        {"07182930415263748597a+7==3>", "value 7 appears twice"},
-        {"0718293041526374859", "digit pair 10"},
-        {"07182930415263748596a+7b*33>", "expected label 'c'"},
-        {"07182930415263748596==3>", "no steps"},
-        {"07182930415263748596a+7====3>", "4 hops"},
-        {"07182930415263748596a+7==>", "start key"},
-        {"07182930415263748596a+7==3>x", "start key"},
-        {"07182930415263748596a/7==3>", "operator"},
+        {"A7A8C9D0E1F2G3H4I5J6a+7==3>", "key A appears twice"},
+        {"A7B8C9D0E1F2G3H4I5J7a+7==3>", "value 7 appears twice"},
+        {"A7B8C9D0E1F2G3H4I5J", "pair 10 of the map"},
+        {"A7B8C9D0E1F2G3H4I5K6a+7==3>", "pair 10 of the map"},
+        {"A7B8C9D0E1F2G3H4I5J6a+7b*33>", "expected label 'c'"},
+        {"A7B8C9D0E1F2G3H4I5J6==3>", "no steps"},
+        {"A7B8C9D0E1F2G3H4I5J6a+7====3>", "4 hops"},
+        {"A7B8C9D0E1F2G3H4I5J6a+7==>", "start key"},
+        {"A7B8C9D0E1F2G3H4I5J6a+7==3>x", "start key"},
+        {"A7B8C9D0E1F2G3H4I5J6a/7==3>", "operator"},
     };
-    for (int k = 0; k < 9; k++) {
+    for (int k = 0; k < 10; k++) {
         CU_ASSERT_EQUAL(opd_task_family_of(bad[k].prompt), OPD_TASK_PLAN);
         CU_ASSERT_EQUAL(opd_task_solve(bad[k].prompt, NULL, 0, NULL), -1);
         int says = strstr(opd_last_error(), bad[k].says) != NULL;
@@ -318,7 +319,7 @@ static void test_plan_malformed_and_config(void) {
     }
     /* a solution buffer too small is an error, not an overflow */
     char small[8];
-    CU_ASSERT_EQUAL(opd_task_solve("07182930415263748596a+7b*3c-5==3>", small, sizeof small, NULL), -1);
+    CU_ASSERT_EQUAL(opd_task_solve("A7B8C9D0E1F2G3H4I5J6a+7b*3c-5==3>", small, sizeof small, NULL), -1);
     /* config */
     opd_task_config c;
     opd_task_config_plan(&c);
