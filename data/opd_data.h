@@ -100,7 +100,14 @@
  * decision, and the tokens beyond it add cost but little signal. Expected:
  * TOPD at rho = 0.1 about matches full OPD here, while on the chain it does
  * not. That is the design's expectation, not a measurement: issue 18 asks
- * for the runs that show it.
+ * for the runs that show it. A first probe did not bear out the teacher's
+ * side: SFT at the demo preset's scale (4000 training problems, steps [4,
+ * 10]; the 4-layer d = 128 teacher 2000 steps, the 2-layer d = 64 student
+ * 3000, lr 3e-3, batch 32) left every model's decision at chance (6-12%,
+ * measured teacher-forced at the decision token on 200 test problems) for
+ * h = 1 and 2, while the routine tokens reached 84-100%. A teacher that
+ * knows the decision needs more than that (data, steps, or h = 1 with a
+ * longer run): calibrate h and the teacher before relying on this regime.
  *
  * Everything else is shared with the chain: the vocabulary (data/vocab.txt,
  * no new token), the solution format and so opd_task_answer, the split
