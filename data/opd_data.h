@@ -37,6 +37,86 @@
  * prompt space is partitioned by a hash of the prompt string (10% test, 10%
  * validation, 80% train), and a split only accepts prompts of its own part, so
  * train / validation / test are disjoint for every size and every seed.
+ *
+ * A second family: "plan", where the decisive token comes first
+ * ----------------------------------------------------------------
+ * The chain above is the CONTROL regime of the paper's claim: its signal is
+ * spread along the horizon (every step can go wrong, errors compound late).
+ * The plan family (opd_task_config.family = OPD_TASK_PLAN) puts what matters
+ * at the START of the rollout. Its start value is not written in the prompt:
+ * it is found by following a hidden map h times from a start key.
+ *
+ *   prompt   = K0 m0 K1 m1 ... K9 m9  L1 o1 d1 ... Ln on dn  '='^h  s  '>'
+ *   solution = the chain solution of start v0 = pi^h(s), byte for byte
+ *   answer   = vn
+ *
+ * The first 20 characters are the map pi of the digits as 10 (key, value)
+ * pairs, the key of digit k written as the letter 'A' + k (so K_i = 'A' +
+ * k_i, m_i = pi(k_i)), the pairs in a random order; pi is a single 10-cycle.
+ * Then come the n <= 26 chain steps as in the chain prompt (labels 'a'..'z'
+ * only, so an uppercase letter in a plan prompt is always a map key), h '='
+ * (the number of hops, 1..OPD_TASK_PLAN_MAX_HOPS, OPD_TASK_PLAN_HOPS_DEFAULT
+ * by default) and the start digit s. Example, pi(k) = k + 7 mod 10, h = 2,
+ * s = 3 (pi(3) = 0, pi(0) = 7, so v0 = 7):
+ *
+ *   prompt   "A7B8C9D0E1F2G3H4I5J6a+7b*3c-5==3>"
+ *   solution "a7+7=4b4*3=2c2-5=7>7"          answer 7
+ *
+ * What the early segment decides: solution character 1
+ * (OPD_TASK_PLAN_DECISION_POS), v0, decides the answer. Every chain step is a
+ * bijection of the value, so each of the 10 possible v0 gives a different
+ * answer: a wrong v0 is a wrong answer however well the rest is executed,
+ * and after v0 every token is the chain's routine (a label successor, a copy
+ * from the prompt by label, a 10x10 table lookup).
+ *
+ * Why the decision is hard for the student and not for the teacher: v0 is
+ * written in one token, with no intermediate hops in the solution, so the
+ * model must chase h pointers inside one forward pass. With the pairs in a
+ * random order a hop is a content lookup (attend to the value whose key
+ * letter stands for the current digit: the chain's copy by label, with a
+ * query that is computed, not read), which needs the key of each value
+ * gathered first (a previous-token head) and then one attention layer per
+ * hop, each hop's query being the last hop's result: about h + 1
+ * layers (s sits at a fixed distance before the solution, so reading it
+ * is a positional head beside the previous-token one, and it comes last,
+ * so nothing about its chase can be prepared while the map is read). The
+ * default h = 2 asks for 3: beyond a 2-layer student (d = 64), within a
+ * 4-layer teacher. The routine part is the chain step, which a 2-layer
+ * model learns by SFT (a copy by label is exactly the 2-layer induction
+ * pattern). pi is one 10-cycle so that no shortcut with fewer hops is ever
+ * right: pi^j(s) != pi^h(s) for 0 <= j < h. h is the knob of the
+ * decision's difficulty: h = 1 is within a 2-layer model's reach. (A
+ * student that cannot represent the decision at all cannot be taught it by
+ * any method either; where OPD should show a gain, pick h or the student's
+ * depth so that it can, and SFT alone falls short.)
+ *
+ * Why a truncated rollout carries the teacher's useful signal here: the only
+ * position where a student that has learned the routine disagrees with the
+ * teacher is the decision at rollout position 1; after it, the teacher
+ * scores a wrong v0's continuation as the routine continuation of that v0,
+ * which the student already does. TOPD's horizon ceil(rho T) >= 2 holds for
+ * rho = 0.1 whenever T >= 11 (every plan config with max_steps >= 2; T = 63
+ * for the default [4, 10] steps), so a rho = 0.1 rollout always contains the
+ * decision, and the tokens beyond it add cost but little signal. Expected:
+ * TOPD at rho = 0.1 about matches full OPD here, while on the chain it does
+ * not. That is the design's expectation, not a measurement: issue 18 asks
+ * for the runs that show it. A first probe did not bear out the teacher's
+ * side: SFT at the demo preset's scale (4000 training problems, steps [4,
+ * 10]; the 4-layer d = 128 teacher 2000 steps, the 2-layer d = 64 student
+ * 3000, lr 3e-3, batch 32) left every model's decision at chance (6-12%,
+ * measured teacher-forced at the decision token on 200 test problems) for
+ * h = 1 and 2, while the routine tokens reached 84-100%. A teacher that
+ * knows the decision needs more than that (data, steps, or h = 1 with a
+ * longer run): calibrate h and the teacher before relying on this regime.
+ *
+ * Everything else is shared with the chain: the vocabulary (data/vocab.txt,
+ * no new token), the solution format and so opd_task_answer, the split
+ * hash, the CSV format (steps = n), opd_task_solve / _verify / _first_error,
+ * which tell the families apart by the prompt (a plan prompt starts with a
+ * key letter A..J and a digit, a chain prompt with a digit). The generator draws a
+ * plan problem with keys of its own (a = split + 4 attempt + 2^24), so the
+ * chain family's problems are byte-identical to what they were before the
+ * plan family existed.
  */
 #ifndef OPD_DATA_H
 #define OPD_DATA_H
@@ -94,9 +174,19 @@ int opd_tok_decode(const opd_tokenizer *tok, const int *ids, int n, char *out,
 
 typedef enum { OPD_SPLIT_TRAIN = 0, OPD_SPLIT_VALID = 1, OPD_SPLIT_TEST = 2 } opd_split;
 
+/* The task families (see the header comment); the chain is the default. */
+typedef enum { OPD_TASK_CHAIN = 0, OPD_TASK_PLAN = 1 } opd_task_family;
+#define OPD_TASK_PLAN_MAX_STEPS 26     /* labels a..z: A..J are the map's keys */
+#define OPD_TASK_PLAN_MAX_HOPS 3
+#define OPD_TASK_PLAN_HOPS_DEFAULT 2
+#define OPD_TASK_PLAN_DECISION_POS 1   /* solution character of v0 */
+
 typedef struct {
     uint64_t seed;
     int min_steps, max_steps;  /* difficulty knob: steps uniform in [min, max] */
+    /* appended, so {seed, min, max} initialisers still mean the chain */
+    opd_task_family family;    /* OPD_TASK_CHAIN (0) unless set */
+    int hops;                  /* plan: h in [1, OPD_TASK_PLAN_MAX_HOPS]; chain: unused */
 } opd_task_config;
 
 /* One problem, plain fixed-size strings so an array of them is one block. */
@@ -108,8 +198,17 @@ typedef struct {
     int answer;                           /* 0..9 */
 } opd_task;
 
-void opd_task_config_default(opd_task_config *c);  /* seed 1234, steps [24, 40] */
+void opd_task_config_default(opd_task_config *c);  /* chain, seed 1234, steps [24, 40] */
+/* The plan family's defaults: seed 1234, steps [4, 10], h = 2 (T = 63; a
+ * prompt of at most 55 tokens: both fit the demo preset's max-seq 128). */
+void opd_task_config_plan(opd_task_config *c);
 int opd_task_config_validate(const opd_task_config *c);
+const char *opd_task_family_name(opd_task_family f);   /* "chain", "plan" */
+int opd_task_family_parse(const char *name, opd_task_family *f);
+/* The family a prompt is written in: OPD_TASK_PLAN when it starts with a
+ * map key A..J and a digit, else OPD_TASK_CHAIN (a malformed prompt is the
+ * chain's to refuse). */
+opd_task_family opd_task_family_of(const char *prompt);
 const char *opd_split_name(opd_split s);            /* "train", "valid", "test" */
 int opd_split_parse(const char *name, opd_split *s);
 /* Split whose part of the prompt space holds this prompt. */
@@ -120,9 +219,14 @@ opd_split opd_task_split_of(const char *prompt);
  * (<eos>): 243 for the default max of 40 steps. */
 int opd_task_prompt_len(int steps);
 int opd_task_solution_len(int steps);
+/* Characters of a plan prompt: 20 (the map) + 3 n + h + 2. Its solution is
+ * opd_task_solution_len(n), as the chain's. */
+int opd_task_plan_prompt_len(int steps, int hops);
 
-/* Problem `index` of `split`: a pure function of (c->seed, split, index).
- * Steps outside [1, OPD_TASK_MAX_STEPS] are clamped (validate first). */
+/* Problem `index` of `split`: a pure function of (c->seed, c->family,
+ * c->hops, split, index). Steps outside [1, OPD_TASK_MAX_STEPS] (plan:
+ * [1, OPD_TASK_PLAN_MAX_STEPS]) and hops outside [1, OPD_TASK_PLAN_MAX_HOPS]
+ * are clamped, an unknown family is the chain (validate first). */
 void opd_task_generate(const opd_task_config *c, opd_split split, int index,
                        opd_task *out);
 /* n problems 0..n-1 of a split into a new array (free with opd_dataset_free). */

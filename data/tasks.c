@@ -22,7 +22,11 @@
  * problem i never depends on how many others were generated or in what order.
  * Split disjointness: a hash of the prompt string assigns every possible
  * prompt to one split (10% test, 10% valid, 80% train); a split redraws
- * (attempt + 1) until the prompt falls in its own part. */
+ * (attempt + 1) until the prompt falls in its own part.
+ *
+ * The plan family (opd_data.h) is at the end of the file: a chain whose
+ * start value is found by h hops through a map written in the prompt. It
+ * shares the chain's step draws, solution writer and scorer. */
 #include "opd_data.h"
 
 #include <stdio.h>
@@ -34,9 +38,23 @@ void opd_task_config_default(opd_task_config *c) {
     c->seed = 1234;
     c->min_steps = 24;
     c->max_steps = 40;
+    c->family = OPD_TASK_CHAIN;
+    c->hops = OPD_TASK_PLAN_HOPS_DEFAULT;  /* unused by the chain */
 }
 
+void opd_task_config_plan(opd_task_config *c) {
+    opd_task_config_default(c);
+    c->family = OPD_TASK_PLAN;
+    c->min_steps = 4;
+    c->max_steps = 10;
+}
+
+static int plan_config_validate(const opd_task_config *c);
+
 int opd_task_config_validate(const opd_task_config *c) {
+    if (c->family != OPD_TASK_CHAIN && c->family != OPD_TASK_PLAN)
+        return opd_set_error("task: unknown family %d (chain, plan)", (int)c->family);
+    if (c->family == OPD_TASK_PLAN) return plan_config_validate(c);
     if (c->min_steps < 1 || c->min_steps > OPD_TASK_MAX_STEPS)
         return opd_set_error("task: min_steps %d out of range [1, %d]", c->min_steps,
                              OPD_TASK_MAX_STEPS);
@@ -100,6 +118,21 @@ static int draw_int(uint64_t seed, uint32_t stream, uint32_t index, int draw, in
     return k < n ? k : n - 1;
 }
 
+/* The n (op, digit) pairs of a problem: draws first, first + 1, ... two per
+ * step. Multipliers are units mod 10 and addends nonzero, so every step is
+ * a bijection of the value. */
+static void draw_steps(uint64_t seed, uint32_t stream, uint32_t idx, int first, int n,
+                       char *ops, int *digits) {
+    static const int multipliers[3] = {3, 7, 9};
+    static const char op_chars[3] = {'+', '-', '*'};
+    for (int i = 0; i < n; i++) {
+        int op = draw_int(seed, stream, idx, first + 2 * i, 3);
+        ops[i] = op_chars[op];
+        if (op == 2) digits[i] = multipliers[draw_int(seed, stream, idx, first + 1 + 2 * i, 3)];
+        else         digits[i] = 1 + draw_int(seed, stream, idx, first + 1 + 2 * i, 9);
+    }
+}
+
 /* Writes the prompt and reference solution of start v0 and n (op, digit)
  * pairs; returns the answer. Buffers are OPD_TASK_*_MAX long. */
 static int write_problem(int v0, const char *ops, const int *digits, int n,
@@ -128,10 +161,12 @@ static int write_problem(int v0, const char *ops, const int *digits, int n,
 }
 
 /* ------------------------------------------------------------- generator */
+static void generate_plan(const opd_task_config *c, opd_split split, int index,
+                          opd_task *out);
+
 void opd_task_generate(const opd_task_config *c, opd_split split, int index,
                        opd_task *out) {
-    static const int multipliers[3] = {3, 7, 9};
-    static const char op_chars[3] = {'+', '-', '*'};
+    if (c->family == OPD_TASK_PLAN) { generate_plan(c, split, index, out); return; }
     char ops[OPD_TASK_MAX_STEPS];
     int digits[OPD_TASK_MAX_STEPS];
     /* clamp a config that skipped opd_task_config_validate into range */
@@ -146,12 +181,7 @@ void opd_task_generate(const opd_task_config *c, opd_split split, int index,
         memset(out, 0, sizeof *out);  /* whole struct defined: bytes are reproducible too */
         int n = lo + draw_int(c->seed, stream, idx, 0, span);
         int v0 = draw_int(c->seed, stream, idx, 1, OPD_TASK_MODULUS);
-        for (int i = 0; i < n; i++) {
-            int op = draw_int(c->seed, stream, idx, 2 + 2 * i, 3);
-            ops[i] = op_chars[op];
-            if (op == 2) digits[i] = multipliers[draw_int(c->seed, stream, idx, 3 + 2 * i, 3)];
-            else         digits[i] = 1 + draw_int(c->seed, stream, idx, 3 + 2 * i, 9);
-        }
+        draw_steps(c->seed, stream, idx, 2, n, ops, digits);
         out->id = index;
         out->steps = n;
         out->answer = write_problem(v0, ops, digits, n, out->prompt, out->solution);
@@ -178,7 +208,10 @@ static const char *show_char(char ch, char buf[8]) {
     return buf;
 }
 
+static int solve_plan(const char *prompt, char *solution, size_t cap, int *steps);
+
 int opd_task_solve(const char *prompt, char *solution, size_t cap, int *steps) {
+    if (opd_task_family_of(prompt) == OPD_TASK_PLAN) return solve_plan(prompt, solution, cap, steps);
     char ops[OPD_TASK_MAX_STEPS];
     int digits[OPD_TASK_MAX_STEPS];
     size_t len = strlen(prompt);
@@ -246,4 +279,177 @@ int opd_task_first_error(const char *prompt, const char *solution) {
     int i = 0;
     while (ref[i] && solution[i] && ref[i] == solution[i]) i++;
     return (ref[i] == solution[i]) ? -1 : i;
+}
+
+/* ------------------------------------------------------------ plan family */
+#define PLAN_MAP_LEN (2 * OPD_TASK_MODULUS)   /* 10 (key, value) pairs */
+/* a plan problem's draws are keyed apart from every chain problem's */
+#define PLAN_STREAM (1u << 24)
+/* draws 0 (n), 1 (s), 2 .. 2n+1 (steps) as the chain; then the cycle's
+ * shuffle, then the order the keys are written in */
+#define PLAN_DRAW_CYCLE (2 + 2 * OPD_TASK_MAX_STEPS)
+#define PLAN_DRAW_ORDER (PLAN_DRAW_CYCLE + OPD_TASK_MODULUS)
+
+static const char *const family_names[2] = {"chain", "plan"};
+
+/* the map's keys: 'A' + k stands for the digit k; a plan has at most 26
+ * steps, labelled 'a'..'z', so these letters mean nothing else there */
+static int is_map_key(char ch) { return ch >= 'A' && ch < 'A' + OPD_TASK_MODULUS; }
+
+const char *opd_task_family_name(opd_task_family f) {
+    return (f == OPD_TASK_CHAIN || f == OPD_TASK_PLAN) ? family_names[f] : "?";
+}
+
+int opd_task_family_parse(const char *name, opd_task_family *f) {
+    for (int i = 0; i < 2; i++)
+        if (strcmp(name, family_names[i]) == 0) { *f = (opd_task_family)i; return 0; }
+    return opd_set_error("unknown task family '%s' (chain, plan)", name);
+}
+
+opd_task_family opd_task_family_of(const char *prompt) {
+    return is_map_key(prompt[0]) && is_digit(prompt[1]) ? OPD_TASK_PLAN : OPD_TASK_CHAIN;
+}
+
+int opd_task_plan_prompt_len(int steps, int hops) { return PLAN_MAP_LEN + 3 * steps + hops + 2; }
+
+static int plan_config_validate(const opd_task_config *c) {
+    if (c->min_steps < 1 || c->min_steps > OPD_TASK_PLAN_MAX_STEPS)
+        return opd_set_error("task plan: min_steps %d out of range [1, %d]", c->min_steps,
+                             OPD_TASK_PLAN_MAX_STEPS);
+    if (c->max_steps < c->min_steps || c->max_steps > OPD_TASK_PLAN_MAX_STEPS)
+        return opd_set_error("task plan: max_steps %d out of range [min_steps=%d, %d]",
+                             c->max_steps, c->min_steps, OPD_TASK_PLAN_MAX_STEPS);
+    if (c->hops < 1 || c->hops > OPD_TASK_PLAN_MAX_HOPS)
+        return opd_set_error("task plan: hops %d out of range [1, %d]", c->hops,
+                             OPD_TASK_PLAN_MAX_HOPS);
+    return 0;
+}
+
+static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* perm (10) = a uniform permutation of the digits (Fisher-Yates), from the
+ * 9 draws first .. first + 8 */
+static void draw_permutation(uint64_t seed, uint32_t stream, uint32_t idx, int first, int *perm) {
+    for (int i = 0; i < OPD_TASK_MODULUS; i++) perm[i] = i;
+    for (int i = OPD_TASK_MODULUS - 1; i > 0; i--) {
+        int j = draw_int(seed, stream, idx, first + (OPD_TASK_MODULUS - 1 - i), i + 1);
+        int t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+}
+
+static int follow(const int *map, int s, int hops) {
+    for (int i = 0; i < hops; i++) s = map[s];
+    return s;
+}
+
+/* The plan prompt of map (10), its keys written in `order` (10), the steps,
+ * hops and start key; the solution is the chain's from pi^h(s). */
+static int write_plan(const int *map, const int *order, const char *ops, const int *digits,
+                      int n, int hops, int s, char *prompt, char *solution) {
+    char chain_prompt[OPD_TASK_PROMPT_MAX];
+    int answer = write_problem(follow(map, s, hops), ops, digits, n, chain_prompt, solution);
+    int p = 0;
+    for (int i = 0; i < OPD_TASK_MODULUS; i++) {
+        prompt[p++] = (char)('A' + order[i]);
+        prompt[p++] = (char)('0' + map[order[i]]);
+    }
+    /* the chain prompt without its start digit and '>': the labelled steps */
+    memcpy(prompt + p, chain_prompt + 1, (size_t)(3 * n));
+    p += 3 * n;
+    for (int i = 0; i < hops; i++) prompt[p++] = '=';
+    prompt[p++] = (char)('0' + s);
+    prompt[p++] = '>';
+    prompt[p] = '\0';
+    return answer;
+}
+
+static void generate_plan(const opd_task_config *c, opd_split split, int index,
+                          opd_task *out) {
+    char ops[OPD_TASK_PLAN_MAX_STEPS];
+    int digits[OPD_TASK_PLAN_MAX_STEPS], cycle[OPD_TASK_MODULUS], order[OPD_TASK_MODULUS],
+        map[OPD_TASK_MODULUS];
+    int lo = clamp_int(c->min_steps, 1, OPD_TASK_PLAN_MAX_STEPS);
+    int hi = clamp_int(c->max_steps, lo, OPD_TASK_PLAN_MAX_STEPS);
+    int hops = clamp_int(c->hops, 1, OPD_TASK_PLAN_MAX_HOPS);
+    for (uint32_t attempt = 0;; attempt++) {  /* as the chain's: ends w.p. 1 */
+        uint32_t stream = PLAN_STREAM + (uint32_t)split + 4u * attempt;
+        uint32_t idx = (uint32_t)index;
+        memset(out, 0, sizeof *out);
+        int n = lo + draw_int(c->seed, stream, idx, 0, hi - lo + 1);
+        int s = draw_int(c->seed, stream, idx, 1, OPD_TASK_MODULUS);
+        draw_steps(c->seed, stream, idx, 2, n, ops, digits);
+        /* one 10-cycle: pi(cycle[i]) = cycle[i + 1], so pi^j(s) differs for
+         * every j < 10 and no chase with fewer hops lands on the answer */
+        draw_permutation(c->seed, stream, idx, PLAN_DRAW_CYCLE, cycle);
+        for (int i = 0; i < OPD_TASK_MODULUS; i++)
+            map[cycle[i]] = cycle[(i + 1) % OPD_TASK_MODULUS];
+        draw_permutation(c->seed, stream, idx, PLAN_DRAW_ORDER, order);
+        out->id = index;
+        out->steps = n;
+        out->answer = write_plan(map, order, ops, digits, n, hops, s, out->prompt, out->solution);
+        if (opd_task_split_of(out->prompt) == split) return;
+    }
+}
+
+/* Parses "map steps '='^h s '>'" (opd_data.h); the map must be a permutation
+ * of the digits (any permutation: only the generator insists on one cycle). */
+static int solve_plan(const char *prompt, char *solution, size_t cap, int *steps) {
+    char ops[OPD_TASK_PLAN_MAX_STEPS], shown[8];
+    int digits[OPD_TASK_PLAN_MAX_STEPS], map[OPD_TASK_MODULUS], order[OPD_TASK_MODULUS];
+    int seen_key = 0, seen_value = 0;
+    size_t len = strlen(prompt), p = 0;
+    for (int i = 0; i < OPD_TASK_MODULUS; i++, p += 2) {
+        if (p + 1 >= len || !is_map_key(prompt[p]) || !is_digit(prompt[p + 1]))
+            return opd_set_error("plan prompt \"%.60s\": position %zu: expected pair %d of the "
+                                 "map, a key A..J and a digit", prompt, p, i + 1);
+        int k = prompt[p] - 'A', v = prompt[p + 1] - '0';
+        if (seen_key & (1 << k))
+            return opd_set_error("plan prompt \"%.60s\": position %zu: key %c appears twice in "
+                                 "the map", prompt, p, prompt[p]);
+        if (seen_value & (1 << v))
+            return opd_set_error("plan prompt \"%.60s\": position %zu: value %d appears twice in "
+                                 "the map (it must be a permutation)", prompt, p + 1, v);
+        seen_key |= 1 << k;
+        seen_value |= 1 << v;
+        map[k] = v;
+        order[i] = k;
+    }
+    int n = 0;
+    while (p < len && prompt[p] != '=') {
+        if (n == OPD_TASK_PLAN_MAX_STEPS)
+            return opd_set_error("plan prompt \"%.60s...\": more than %d steps", prompt,
+                                 OPD_TASK_PLAN_MAX_STEPS);
+        if (prompt[p] != step_label(n))
+            return opd_set_error("plan prompt \"%.60s\": position %zu: expected label '%c' of "
+                                 "step %d or the '=' of the hops, found %s", prompt, p,
+                                 step_label(n), n + 1, show_char(prompt[p], shown));
+        if (p + 2 >= len || (prompt[p + 1] != '+' && prompt[p + 1] != '-' && prompt[p + 1] != '*') ||
+            !is_digit(prompt[p + 2]))
+            return opd_set_error("plan prompt \"%.60s\": step %d at position %zu: expected an "
+                                 "operator (+ - *) and a digit", prompt, n + 1, p);
+        ops[n] = prompt[p + 1];
+        digits[n] = prompt[p + 2] - '0';
+        n++;
+        p += 3;
+    }
+    if (n == 0) return opd_set_error("plan prompt \"%.60s\": no steps", prompt);
+    int hops = 0;
+    while (p < len && prompt[p] == '=') { hops++; p++; }
+    if (hops < 1 || hops > OPD_TASK_PLAN_MAX_HOPS)
+        return opd_set_error("plan prompt \"%.60s\": %d hops ('='), expected 1 to %d", prompt,
+                             hops, OPD_TASK_PLAN_MAX_HOPS);
+    if (p + 2 != len || !is_digit(prompt[p]) || prompt[p + 1] != '>')
+        return opd_set_error("plan prompt \"%.60s\": position %zu: expected the start key digit "
+                             "and the final '>' ending the prompt", prompt, p);
+    char pbuf[OPD_TASK_PROMPT_MAX], sbuf[OPD_TASK_SOLUTION_MAX];
+    int answer = write_plan(map, order, ops, digits, n, hops, prompt[p] - '0', pbuf, sbuf);
+    if (solution) {
+        size_t slen = strlen(sbuf);
+        if (slen + 1 > cap)
+            return opd_set_error("plan prompt \"%.60s\": solution of %zu characters does not fit "
+                                 "in %zu bytes", prompt, slen, cap);
+        memcpy(solution, sbuf, slen + 1);
+    }
+    if (steps) *steps = n;
+    return answer;
 }

@@ -186,7 +186,7 @@ static void test_generator_answers_verify(void) {
         for (int steps = 1; steps <= OPD_TASK_MAX_STEPS; steps++)
             for (int split = 0; split < 3; split++)
                 for (int i = 0; i < 4; i++) {
-                    opd_task_config c = {seed, steps, steps};
+                    opd_task_config c = {.seed = seed, .min_steps = steps, .max_steps = steps};
                     opd_task t;
                     opd_task_generate(&c, (opd_split)split, i, &t);
                     char ref[OPD_TASK_SOLUTION_MAX];
@@ -316,7 +316,7 @@ static void test_length_grows_with_difficulty(void) {
     int ids[512];
     printf("\n      steps  prompt_tokens  solution_tokens (mean over 200, <bos>/<eos> included)");
     for (int l = 0; l < 7; l++) {
-        opd_task_config c = {99, levels[l], levels[l]};
+        opd_task_config c = {.seed = 99, .min_steps = levels[l], .max_steps = levels[l]};
         double sp = 0, ss = 0;
         for (int i = 0; i < 200; i++) {
             opd_task t;
@@ -622,7 +622,7 @@ static void test_scorer(void) {
     CU_ASSERT(opd_split_parse("test", &s) == 0 && s == OPD_SPLIT_TEST);
     CU_ASSERT_EQUAL(opd_split_parse("dev", &s), -1);
     CU_ASSERT(error_has("unknown split 'dev'", NULL));
-    opd_task_config c = {1, 5, 4};
+    opd_task_config c = {.seed = 1, .min_steps = 5, .max_steps = 4};
     CU_ASSERT_EQUAL(opd_task_config_validate(&c), -1);
     CU_ASSERT(error_has("max_steps 4", NULL));
     c.max_steps = OPD_TASK_MAX_STEPS + 1;
@@ -630,7 +630,7 @@ static void test_scorer(void) {
     c.max_steps = OPD_TASK_MAX_STEPS;
     CU_ASSERT_EQUAL(opd_task_config_validate(&c), 0);
     /* an unvalidated config is clamped, never overflows the buffers */
-    opd_task_config wild = {3, -5, 1000};
+    opd_task_config wild = {.seed = 3, .min_steps = -5, .max_steps = 1000};
     int in_range = 1;
     for (int i = 0; i < 50; i++) {
         opd_task t;
