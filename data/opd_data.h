@@ -103,7 +103,7 @@
  * for the runs that show it. A first probe did not bear out the teacher's
  * side: SFT at the demo preset's scale (4000 training problems, steps [4,
  * 10]; the 4-layer d = 128 teacher 2000 steps, the 2-layer d = 64 student
- * 3000, lr 3e-3, batch 32) left every model's decision at chance (6-12%,
+ * 3000, lr 3e-3, batch 32) left every model's decision at chance (6-12.5%,
  * measured teacher-forced at the decision token on 200 test problems) for
  * h = 1 and 2, while the routine tokens reached 84-100%. A teacher that
  * knows the decision needs more than that (data, steps, or h = 1 with a
