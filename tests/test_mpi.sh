@@ -67,6 +67,19 @@ for R in 1 2 4; do
     same "sft R=$R checkpoint == plain ./opd's (cmp)" "$dir/sftP.st" "$dir/sft$R.st"
 done
 
+# --- the non-MPI build (OPD_NONMPI, a ./configure without --with-mpi; .ci/run
+# sets it to the root build) gives the same bits with the same --micro-batch
+if [ -n "${OPD_NONMPI:-}" ] && [ -x "$OPD_NONMPI" ]; then
+    run "distill 3 steps, the non-MPI build" "$OPD_NONMPI" distill $common --steps 3 --out "$dir/N"
+    normalize "$dir/N" "$dir/N"
+    same "distill non-MPI build checkpoint == MPI build's (cmp)" "$dir/P.st" "$dir/N.st"
+    same "distill non-MPI build log == MPI build's (but time/RSS)" "$dir/P.log" "$dir/N.log"
+    run "sft 3 steps, the non-MPI build" "$OPD_NONMPI" sft $sft --out "$dir/sftN.st"
+    same "sft non-MPI build checkpoint == MPI build's (cmp)" "$dir/sftP.st" "$dir/sftN.st"
+else
+    echo "note: OPD_NONMPI not set: the comparison with the non-MPI build is not run"
+fi
+
 # --- saved at R = 2, resumed at R = 4 == the uninterrupted run
 run "distill 4 steps uninterrupted, R=1" $MPIRUN -np 1 "$OPD" distill $common --steps 4 --out "$dir/U"
 run "distill stopped after 2 at R=2" $MPIRUN -np 2 "$OPD" distill $common --steps 4 --stop-after 2 --out "$dir/S"
