@@ -29,7 +29,7 @@ int opd_bench_decode(int argc, char **argv);
 /* `opd bench step` (bench_step.c); with --device cuda it hands over to
  * opd_bench_step_cuda (bench_step_cuda.c: the GPU step next to the CPU one). */
 int opd_bench_step(int argc, char **argv);
-int opd_bench_step_cuda(int argc, char **argv);
+
 /* `opd bench targets` (bench_targets.c): what `make bench` runs. */
 int opd_bench_targets(int argc, char **argv);
 /* bench_scale.c: 1 rank x 2 threads vs 2 ranks x 1 thread, and the tree's cost on paper */

@@ -17,6 +17,12 @@ void bench_model_config(opd_config *c, int V, int d, int l, int h, int f, int ma
  * full horizon T = max_new_tokens, a step horizon H_k = ceil(rho * T) (rho
  * >= 1: the full T) with no EOS, so every rollout runs to H_k and the
  * step's cost is H_k's, and B random prompts of P tokens without padding. */
+/* `opd bench step`'s settings, parsed once by bench_step.c (rho <= 0: all three) */
+typedef struct {
+    int B, P, max_new_tokens, steps, V;   /* max_new_tokens: the full horizon T */
+    float rho;
+} bench_cfg;
+
 typedef struct {
     opd_model student, teacher;
     opd_adamw opt;
@@ -28,5 +34,8 @@ typedef struct {
 } bench_step_setup;
 int bench_step_setup_init(bench_step_setup *s, int V, int B, int P, int max_new_tokens, float rho);
 void bench_step_setup_free(bench_step_setup *s);
+
+/* `opd bench step --device cuda` (bench_step_cuda.c), after bench_step.c parsed the options */
+int opd_bench_step_cuda(const bench_cfg *b);
 
 #endif

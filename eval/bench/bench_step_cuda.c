@@ -20,16 +20,12 @@
 #endif
 
 #ifndef OPD_HAVE_CUDA
-int opd_bench_step_cuda(int argc, char **argv) {
+int opd_bench_step_cuda(const bench_cfg *b) {
+    (void)b;
     fprintf(stderr, "opd bench step: --device cuda: this opd was built without CUDA: ./configure --with-cuda\n");
     return 2;
 }
 #else
-
-typedef struct {
-    int B, P, max_new_tokens, steps, V;   /* max_new_tokens: the full horizon T */
-    float rho;
-} bench_cfg;
 
 
 typedef struct {
@@ -106,36 +102,8 @@ static int bench_rho(const bench_cfg *b, opd_cuda *cu) {
     return 0;
 }
 
-int opd_bench_step_cuda(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"rho", required_argument, 0, 'r'},
-        {"steps", required_argument, 0, 'n'},
-        {"max-new-tokens", required_argument, 0, 'T'},
-        {"horizon", required_argument, 0, 'H'},   /* the old name of --max-new-tokens */
-        {"batch", required_argument, 0, 'B'},
-        {"device", required_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    bench_cfg b = {.B = 16, .P = 32, .max_new_tokens = 256, .steps = 2, .V = 64, .rho = -1};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'r': if (cli_float("bench step", "rho", optarg, 0.001, 1, &b.rho)) return 2; break;
-        case 'n': if (cli_int("bench step", "steps", optarg, 1, 1000, &b.steps)) return 2; break;
-        case 'H': cli_deprecated("bench step", "--horizon", "--max-new-tokens"); /* fall through */
-        case 'T': if (cli_int("bench step", "max-new-tokens", optarg, 1, 1 << 16, &b.max_new_tokens)) return 2; break;
-        case 'B': if (cli_int("bench step", "batch", optarg, 1, 4096, &b.B)) return 2; break;
-        case 'D': break;   /* cuda: how we got here */
-        case 'h':
-            printf("Usage: opd bench step --device cuda [--rho R] [--steps N] [--max-new-tokens T] [--batch B]\n"
-                   "One OPD step on the GPU next to the CPU reference (the pair of 'opd bench step'):\n"
-                   "seconds per step, the GPU's phases, the speed-up, and whether step 0 sampled the\n"
-                   "same tokens on both, at H_k = T, 0.25 T, 0.1 T (or only --rho R).\n");
-            return 0;
-        default: return cli_usage_error("bench step");
-        }
-    }
+int opd_bench_step_cuda(const bench_cfg *cfg) {
+    const bench_cfg b = *cfg;
     char why[256];
     if (!opd_cuda_available(why, sizeof why)) {
         fprintf(stderr, "opd bench step: --device cuda: no usable GPU (opd_cuda_available: %s)\n", why);
