@@ -22,16 +22,9 @@
 # KILL_ROUNDS (default 20) and KILL_SEED (default: from the clock, printed)
 # make a failing run reproducible.
 set -u
-OPD=${OPD:-./opd}
-PY=${DEBIAN_PYTHON:-python3}
+. "$(dirname "$0")/testlib.sh"   # $dir, ok/bad, normalize
 ROUNDS=${KILL_ROUNDS:-20}
 SEED=${KILL_SEED:-$(date +%s)}
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 echo "kill test: $ROUNDS rounds, KILL_SEED=$SEED"
 
 "$OPD" data --out "$dir/d" --min-steps 2 --max-steps 4 --train 64 --valid 8 --test 8 --seed 3 >/dev/null &&
@@ -41,21 +34,6 @@ echo "kill test: $ROUNDS rounds, KILL_SEED=$SEED"
 args="--teacher $dir/t.st --student $dir/s.st --data $dir/d/train.csv --batch 3 --samples 2 --lr 1e-2 --seed 5
       --method popd --h0 4 --dh 4 --dk 2 --steps 30 --save-every 1 --eval $dir/d/test.csv --eval-every 3"
 
-# the deterministic part of a run's outputs, one file each, for cmp
-normalize() {  # normalize DIR OUTPREFIX
-    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = $i !~ /^(sec_|train_seconds|peak_rss_kb)/ }
-             { s = ""; for (i = 1; i <= NF; i++) if (keep[i]) s = s $i ","; print s }' "$1/log.csv" >"$2.log"
-    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = $i !~ /^(train_seconds|peak_rss_kb)/ }
-             { s = ""; for (i = 1; i <= NF; i++) if (keep[i]) s = s $i ","; print s }' "$1/eval.csv" >"$2.eval"
-    "$PY" - "$1/student.safetensors" "$2.st" <<'PYEOF'
-import json, struct, sys
-raw = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", raw[:8])[0]
-hdr = json.loads(raw[8:8 + n])
-del hdr["__metadata__"]["opd.train.seconds"]
-open(sys.argv[2], "wb").write(json.dumps(hdr, sort_keys=True).encode() + raw[8 + n:])
-PYEOF
-}
 now() { date +%s.%N; }
 
 "$OPD" distill $args --out "$dir/ref" >"$dir/ref.out" 2>&1 || { echo "FAIL uninterrupted run"; cat "$dir/ref.out"; exit 1; }

@@ -9,39 +9,11 @@
 # One machine, loopback only (shared memory + self), oversubscribed, as root
 # if need be (OpenMPI's allow-run-as-root variables).
 set -u
-OPD=${OPD:-./opd}
-PY=${DEBIAN_PYTHON:-python3}
 grep -q "define OPD_HAVE_MPI 1" config.h 2>/dev/null || { echo "SKIP: opd built without MPI (./configure --with-mpi)"; exit 77; }
 command -v mpirun >/dev/null 2>&1 || { echo "SKIP: no mpirun (apt-get install openmpi-bin)"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 MPIRUN="mpirun --oversubscribe --bind-to none --mca btl self,vader --mca btl_tcp_if_include lo"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-run() {  # run NAME CMD...: must succeed
-    name=$1; shift
-    if "$@" >"$dir/out" 2>"$dir/err"; then ok "$name"; else bad "$name (rc $?)"; cat "$dir/out" "$dir/err"; fi
-}
-# the deterministic part of a distill run, one file each, for cmp (as
-# tests/test_kill.sh: wall-clock and RSS columns and opd.train.seconds cut)
-normalize() {  # normalize DIR OUTPREFIX
-    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) keep[i] = $i !~ /^(sec_|train_seconds|peak_rss_kb)/ }
-             { s = ""; for (i = 1; i <= NF; i++) if (keep[i]) s = s $i ","; print s }' "$1/log.csv" >"$2.log"
-    "$PY" - "$1/student.safetensors" "$2.st" <<'PYEOF'
-import json, struct, sys
-raw = open(sys.argv[1], "rb").read()
-n = struct.unpack("<Q", raw[:8])[0]
-hdr = json.loads(raw[8:8 + n])
-del hdr["__metadata__"]["opd.train.seconds"]
-open(sys.argv[2], "wb").write(json.dumps(hdr, sort_keys=True).encode() + raw[8 + n:])
-PYEOF
-}
-same() {  # same NAME FILE FILE
-    if cmp -s "$2" "$3"; then ok "$1"; else bad "$1"; fi
-}
+. "$(dirname "$0")/testlib.sh"   # $dir, ok/bad, run, same, normalize
 
 run "data" "$OPD" data --out "$dir/d" --min-steps 2 --max-steps 4 --train 64 --valid 8 --test 8 --seed 3
 run "init teacher" "$OPD" init --d-model 32 --layers 2 --heads 4 --kv-heads 2 --ffn 64 --max-seq 48 --seed 1 "$dir/t.st"
