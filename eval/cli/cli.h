@@ -83,5 +83,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_golden(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_summarize(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"sft", cmd_sft, "supervised training on reference solutions (teacher, student warm start)"},
     {"distill", cmd_distill, "on-policy distillation: full, POPD or TOPD step horizons H_k"},
     {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon T (max new tokens)"},
+    {"summarize", cmd_summarize, "an experiment's runs over seeds: means, 95% intervals, paired differences"},
     {"golden", cmd_golden, "write golden tensors / compare two golden files"},
     {"bench", cmd_bench, "benchmarks: targets, matmul, decode, step (see 'opd bench --help')"},
     {"tokenize", cmd_tokenize, "encode / decode text with a Hugging Face tokenizer.json"},

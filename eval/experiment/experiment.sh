@@ -1,133 +1,333 @@
 #!/bin/sh
-# experiment.sh — the paper's comparison on a laptop: from one teacher and one
-# warm-started student, run full OPD, POPD and TOPD (rho 0.25 and 0.10) for the
-# same number of steps, evaluate on a fixed schedule, and write the table
-# (final accuracy, wall-clock, time to a target accuracy, tokens generated,
-# peak memory) and a plot of accuracy against wall-clock.
+# experiment.sh — the paper's comparison over seeds, with intervals.
 #
-#   sh eval/experiment/experiment.sh [--preset demo|paper] [--out DIR] [--opd PATH]
+#   sh eval/experiment/experiment.sh [--preset demo|paper] [--seeds N] [--jobs J]
+#                                    [--out DIR] [--opd PATH]
 #
-# Each method runs in its own `opd distill` process, so its peak memory is its
-# own. Wall-clock is training time (rollout + teacher + student + optimizer),
-# evaluation excluded.
+# For each regime (the task the teacher's signal lives in) and each teacher:
+#   - the data, the teacher(s) and the student warm starts (one per seed);
+#   - every method for every seed: DIR/REGIME/TEACHER/METHOD/seedS/, the --out
+#     of one `opd distill` (or `opd rl`, the RLVR baseline) process, so each
+#     run's peak memory is its own;
+#   - `opd summarize`: mean and 95% bootstrap interval over seeds, paired
+#     differences against full OPD, time to target; then the plots.
+# Regimes: "chain", the control (the teacher's signal is spread along the
+# horizon), and "plan", where the decision that fixes the answer is the
+# first solution tokens (data/opd_data.h). Teachers: "rl", made the paper's
+# way (the student's own base improved by GRPO on the verifiable reward,
+# `opd rl`), and "sft", a larger model trained by SFT.
+# Per seed S: a new student warm start (SFT seed 100 + S) and new rollout
+# randomness (--seed S); the teacher is shared, its own seed variation is
+# measured separately (teacher_seeds.txt).
+#
+# Resumable: a finished run leaves .done and is skipped; a run stopped
+# part-way continues from its last checkpoint (--save-every = the eval
+# period, then --resume: bit-identical to an uninterrupted run). So a
+# stopped `make experiment` picks up where it stopped when run again.
+#
+# J runs go at a time (default: the number of cores), each on one thread:
+# every run's wall-clock is one core's, whatever J is. Wall-clock is training
+# time (rollout + teacher + student + optimizer), evaluation excluded.
 set -eu
 
 preset=demo
 out=""
+seeds=""
+jobs=""
+job=""
 OPD=${OPD:-./opd}
+self=$0
 while [ $# -gt 0 ]; do
     case "$1" in
     --preset) preset=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --opd) OPD=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --seeds) seeds=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    --job) shift; job="$*"; [ -n "$job" ] || { echo "experiment.sh: --job needs a job" >&2; exit 2; }; break ;;   # internal: one run
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "experiment.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
 [ -n "$out" ] || out=results/$preset
+# cores (getconf: nproc would answer OMP_NUM_THREADS)
+ncores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+[ -n "$jobs" ] || jobs=$ncores
+# each run's threads: the cores shared out among the J runs at a time (the
+# bits do not depend on it, SPEC section 9)
+if [ -z "${OMP_NUM_THREADS:-}" ]; then
+    OMP_NUM_THREADS=$(( ncores / jobs ))
+    [ "$OMP_NUM_THREADS" -ge 1 ] || OMP_NUM_THREADS=1
+fi
+export OMP_NUM_THREADS
 
+# ------------------------------------------------------------------ presets
+# Shared by both presets: the demo scale (4 to 10 steps, T = 63), so that a
+# run is tens of seconds on one core.
+STUDENT="--d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 128"
+TEACHER="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 128"
+STUDENT_SFT="--steps 3000 --batch 32 --lr 3e-3 --warmup 20 --eval-every 10 --eval-n 100 --stop-at 0.3"
+TEACHER_SFT="--steps 700 --batch 32 --lr 3e-3 --warmup 50"
+DISTILL="--steps 200 --batch 32 --lr 3e-4 --warmup 20"
+EVAL_EVERY=25
+EVAL_N=200
+POPD="--dk 25"
+ADAPTIVE="--dk 25"
+RL="--steps 200 --batch 8 --group 8 --lr 3e-4 --warmup 10"
+RL_TEACHER="--steps 400 --batch 8 --group 8 --lr 3e-4 --warmup 10"
 case "$preset" in
-demo)   # about 5 minutes on 2 cores
-    DATA="--min-steps 4 --max-steps 10 --train 4000 --valid 100 --test 200"
-    TEACHER="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 128"
-    TEACHER_SFT="--steps 700 --batch 32 --lr 3e-3 --warmup 50"
-    STUDENT="--d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 128"
-    STUDENT_SFT="--steps 3000 --batch 32 --lr 3e-3 --warmup 20 --eval-every 10 --eval-n 100 --stop-at 0.3"
-    DISTILL="--steps 200 --batch 32 --lr 3e-4 --warmup 20"
-    EVAL="--eval-every 25 --eval-n 200"
-    POPD="--dk 25"
+demo)   # a few minutes on 2 cores: one regime, the SFT teacher, one seed
+    REGIMES="chain"
+    TEACHERS="sft"
+    METHODS_FIRST="full popd topd25 topd10"
+    METHODS_SECOND=""
+    TEACHER_SEEDS="11"
+    [ -n "$seeds" ] || seeds=1
     ;;
-paper)  # about 20 minutes on 2 cores: longer problems (T = 123), longer runs
-    DATA="--min-steps 8 --max-steps 20 --train 8000 --valid 200 --test 300"
-    TEACHER="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 192"
-    TEACHER_SFT="--steps 1200 --batch 32 --lr 3e-3 --warmup 50"
-    STUDENT="--d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 192"
-    STUDENT_SFT="--steps 3000 --batch 32 --lr 3e-3 --warmup 20 --eval-every 50 --eval-n 200 --stop-at 0.3"
-    DISTILL="--steps 400 --batch 32 --lr 3e-4 --warmup 20"
-    EVAL="--eval-every 50 --eval-n 300"
-    POPD="--dk 50"
+paper)  # make experiment: both regimes, both teachers, 5 seeds, the horizon sweep
+    REGIMES="chain plan"
+    TEACHERS="rl sft"
+    # with the first teacher: every method and the sweep rho = 0.05 .. 1 (full)
+    METHODS_FIRST="full popd adaptive topd05 topd10 topd25 topd50 rlvr"
+    # with the second: the paper's three
+    METHODS_SECOND="full popd topd10"
+    TEACHER_SEEDS="11 21 31"
+    [ -n "$seeds" ] || seeds=5
     ;;
-*) echo "experiment.sh: unknown preset '$preset' (demo, paper)" >&2; exit 2 ;;
+tiny)   # the tests' (tests/test_experiment.sh): seconds, not a result
+    REGIMES="chain"
+    TEACHERS="sft"
+    METHODS_FIRST="full topd10"
+    METHODS_SECOND=""
+    TEACHER_SEEDS="11 21"
+    STUDENT="--d-model 16 --layers 1 --heads 2 --kv-heads 1 --ffn 32 --max-seq 48"
+    TEACHER="--d-model 16 --layers 1 --heads 2 --kv-heads 1 --ffn 32 --max-seq 48"
+    STUDENT_SFT="--steps 20 --batch 8 --lr 3e-3"
+    TEACHER_SFT="--steps 30 --batch 8 --lr 3e-3"
+    DISTILL="--steps 8 --batch 4 --lr 3e-4"
+    EVAL_EVERY=4
+    EVAL_N=20
+    [ -n "$seeds" ] || seeds=2
+    ;;
+*) echo "experiment.sh: unknown preset '$preset' (demo, paper, tiny)" >&2; exit 2 ;;
 esac
+case "$seeds" in ''|*[!0-9]*|0) echo "experiment.sh: --seeds must be a positive integer" >&2; exit 2 ;; esac
+SEEDS=$(seq 1 "$seeds")
+first_teacher=${TEACHERS%% *}
 
-mkdir -p "$out"
-echo "== [$preset] data"
-[ -f "$out/data/test.csv" ] || $OPD data --out "$out/data" $DATA
-echo "== [$preset] teacher (SFT)"
-[ -f "$out/teacher.safetensors" ] || $OPD sft --data "$out/data/train.csv" --out "$out/teacher.safetensors" \
-    $TEACHER $TEACHER_SFT --seed 11 --log "$out/teacher_sft.csv"
-# The student is trained until its validation pass@1 first reaches 0.3: past
-# the loss plateau every model here sits on for hundreds of steps (about 0.25
-# nats/token, pass@1 near 0.1) before it finds the algorithm. A student stopped
-# on that plateau does not move in a few hundred steps of OPD or of more SFT
-# (README, Results), so it cannot show anything about the horizon.
-echo "== [$preset] student warm start (SFT until validation pass@1 >= 0.3)"
-[ -f "$out/student0.safetensors" ] || $OPD sft --data "$out/data/train.csv" --out "$out/student0.safetensors" \
-    $STUDENT $STUDENT_SFT --eval "$out/data/valid.csv" --seed 12 --log "$out/student_sft.csv"
-
-echo "== [$preset] teacher and student on the test split"
-$OPD eval --model "$out/teacher.safetensors" --data "$out/data/test.csv" --out "$out/teacher_eval.csv" | tee "$out/teacher_eval.txt"
-$OPD eval --model "$out/student0.safetensors" --data "$out/data/test.csv" --out "$out/student0_eval.csv" | tee "$out/student0_eval.txt"
-
-for m in full popd topd25 topd10; do
-    case $m in
-    full) args="--method full" ;;
-    popd) args="--method popd $POPD" ;;
-    topd25) args="--method topd --rho 0.25" ;;
-    topd10) args="--method topd --rho 0.10" ;;
+data_args() {   # the task of each regime
+    [ "$preset" = tiny ] && { echo "--min-steps 1 --max-steps 3 --train 200 --valid 20 --test $EVAL_N"; return; }
+    case "$1" in
+    chain) echo "--min-steps 4 --max-steps 10 --train 4000 --valid 100 --test $EVAL_N" ;;
+    plan) echo "--family plan --min-steps 4 --max-steps 10 --train 4000 --valid 100 --test $EVAL_N" ;;
     esac
-    echo "== [$preset] distill: $m"
-    $OPD distill --teacher "$out/teacher.safetensors" --student "$out/student0.safetensors" \
-        --data "$out/data/train.csv" --eval "$out/data/test.csv" $EVAL $DISTILL $args \
-        --seed 7 --out "$out/runs/$m"
-done
+}
+method_args() {
+    case "$1" in
+    full) echo "--method full" ;;
+    popd) echo "--method popd $POPD" ;;
+    adaptive) echo "--method adaptive $ADAPTIVE" ;;
+    topd05) echo "--method topd --rho 0.05" ;;
+    topd10) echo "--method topd --rho 0.10" ;;
+    topd25) echo "--method topd --rho 0.25" ;;
+    topd50) echo "--method topd --rho 0.50" ;;
+    esac
+}
+methods_of() { [ "$1" = "$first_teacher" ] && echo "$METHODS_FIRST" || echo "$METHODS_SECOND"; }
 
-# ------------------------------------------------------------------ the table
-t_acc=$(awk -F, '$1=="pass@1" && $2=="all" {print $3}' "$out/teacher_eval.csv")
-s_acc=$(awk -F, '$1=="pass@1" && $2=="all" {print $3}' "$out/student0_eval.csv")
-# target: three quarters of the way from the warm-started student to the teacher
-target=$(awk -v t="$t_acc" -v s="$s_acc" 'BEGIN {printf "%.4f", s + 0.75 * (t - s)}')
+# run DIR CMD...: one resumable run. Skipped when DIR/.done exists; resumed
+# (--resume) when DIR has a checkpoint from a stopped run.
+run() {
+    dir=$1; shift
+    [ -f "$dir/.done" ] && return 0
+    mkdir -p "$dir"
+    resume=""
+    [ -f "$dir/student.safetensors" ] && resume="--resume"
+    echo "   $dir${resume:+ (resuming)}"
+    if "$@" --save-every $EVAL_EVERY $resume >"$dir/run.txt" 2>&1; then
+        touch "$dir/.done"
+    else
+        echo "experiment.sh: $dir failed (rc $?): see $dir/run.txt" >&2
+        tail -n 3 "$dir/run.txt" >&2
+        return 1
+    fi
+}
+
+# once: SFT and RL outputs are written atomically, so a stopped one restarts
+once() {   # once FILE CMD...: run CMD unless FILE exists
+    f=$1; shift
+    [ -f "$f" ] && return 0
+    mkdir -p "$(dirname "$f")"
+    echo "   $f"
+    "$@" >"$f.txt" 2>&1 || {
+        echo "experiment.sh: making $f failed: see $f.txt" >&2; tail -n 3 "$f.txt" >&2; return 1; }
+}
+
+# ------------------------------------------------------------------ one job
+if [ -n "$job" ]; then
+    set -- $job
+    R=$out/$1
+    case "$2" in
+    data) once "$R/data/test.csv" $OPD data --out "$R/data" $(data_args "$1") ;;
+    base)   # the student warm start of seed $3 (seed 0: the RL teacher's base)
+        once "$R/base/seed$3.safetensors" $OPD sft --data "$R/data/train.csv" --out "$R/base/seed$3.safetensors" \
+            $STUDENT $STUDENT_SFT --eval "$R/data/valid.csv" --seed $((100 + $3)) --log "$R/base/seed$3_sft.csv"
+        once "$R/base/seed$3_eval.csv" $OPD eval --model "$R/base/seed$3.safetensors" --data "$R/data/test.csv" \
+            --out "$R/base/seed$3_eval.csv" ;;
+    teacher_sft)
+        once "$R/teacher_sft/seed$3.safetensors" $OPD sft --data "$R/data/train.csv" \
+            --out "$R/teacher_sft/seed$3.safetensors" $TEACHER $TEACHER_SFT --seed $3 --log "$R/teacher_sft/seed$3_sft.csv"
+        once "$R/teacher_sft/seed$3_eval.csv" $OPD eval --model "$R/teacher_sft/seed$3.safetensors" \
+            --data "$R/data/test.csv" --out "$R/teacher_sft/seed$3_eval.csv" ;;
+    teacher_rl)   # GRPO from the base of seed 0, RL seed $3
+        run "$R/teacher_rl/seed$3" $OPD rl --student "$R/base/seed0.safetensors" --data "$R/data/train.csv" \
+            --eval "$R/data/test.csv" --eval-every 100 --eval-n $EVAL_N $RL_TEACHER --seed $3 --out "$R/teacher_rl/seed$3"
+        once "$R/teacher_rl/seed$3_eval.csv" $OPD eval --model "$R/teacher_rl/seed$3/student.safetensors" \
+            --data "$R/data/test.csv" --out "$R/teacher_rl/seed$3_eval.csv" ;;
+    *)  # TEACHER METHOD SEED
+        teacher=$2 m=$3 s=$4
+        T=$R/teacher_$teacher/seed${TEACHER_SEEDS%% *}.safetensors
+        [ "$teacher" = rl ] && T=$R/teacher_rl/seed1/student.safetensors
+        if [ "$m" = rlvr ]; then
+            run "$R/$teacher/$m/seed$s" $OPD rl --student "$R/base/seed$s.safetensors" --data "$R/data/train.csv" \
+                --eval "$R/data/test.csv" --eval-every $EVAL_EVERY --eval-n $EVAL_N $RL --seed $s --out "$R/$teacher/$m/seed$s"
+        else
+            run "$R/$teacher/$m/seed$s" $OPD distill --teacher "$T" --student "$R/base/seed$s.safetensors" \
+                --data "$R/data/train.csv" --eval "$R/data/test.csv" --eval-every $EVAL_EVERY --eval-n $EVAL_N \
+                $DISTILL $(method_args "$m") --seed $s --out "$R/$teacher/$m/seed$s"
+        fi ;;
+    esac
+    exit 0
+fi
+
+# ------------------------------------------------------------------ the plan
+# Jobs in phases (a phase waits for the one before), J at a time.
+phase() {   # phase NAME < job lines
+    echo "== [$preset] $1"
+    xargs -r -P "$jobs" -L 1 sh "$self" --preset "$preset" --seeds "$seeds" --out "$out" --opd "$OPD" --job
+}
+start=$(date +%s)
+mkdir -p "$out"
+for r in $REGIMES; do echo "$r data"; done | phase "data"
 {
-    echo "method,final_acc,train_seconds,seconds_to_target,tokens_generated,peak_rss_mib"
-    for m in full popd topd25 topd10; do
-        awk -F, -v m="$m" -v target="$target" -v logf="$out/runs/$m/log.csv" '
-            NR == 1 { next }
-            { acc = $4; sec = $2; tok = $3
-              if (tt == "" && acc + 0 >= target + 0) tt = sec }
-            END {
-                peak = 0
-                while ((getline line < logf) > 0) { n = split(line, f, ","); if (f[n] + 0 > peak) peak = f[n] + 0 }
-                printf "%s,%.4f,%.1f,%s,%d,%.1f\n", m, acc, sec, (tt == "" ? "not reached" : sprintf("%.1f", tt)), tok, peak / 1024
-            }' "$out/runs/$m/eval.csv"
+    for r in $REGIMES; do
+        case " $TEACHERS " in *" sft "*) for t in $TEACHER_SEEDS; do echo "$r teacher_sft $t"; done ;; esac
+        case " $TEACHERS " in *" rl "*) echo "$r base 0" ;; esac
+        for s in $SEEDS; do echo "$r base $s"; done
     done
-} >"$out/summary.csv"
-
+} | phase "teachers (SFT) and student warm starts (one per seed)"
 {
-    echo "preset $preset: teacher pass@1 $t_acc, warm-started student $s_acc, target $target"
-    echo
-    echo "| method | final pass@1 | train s | s to target | tokens generated | peak MiB |"
-    echo "|---|---|---|---|---|---|"
-    tail -n +2 "$out/summary.csv" | awk -F, '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}'
-} | tee "$out/summary.md"
+    for r in $REGIMES; do
+        case " $TEACHERS " in *" rl "*) for t in 1 2 3; do echo "$r teacher_rl $t"; done ;; esac
+    done
+} | phase "RL teachers (GRPO from the seed-0 base)"
+{
+    # the longest runs first, so the last ones to finish are short
+    for m in full rlvr adaptive popd topd50 topd25 topd10 topd05; do
+        for r in $REGIMES; do
+            for t in $TEACHERS; do
+                case " $(methods_of $t) " in *" $m "*) for s in $SEEDS; do echo "$r $t $m $s"; done ;; esac
+            done
+        done
+    done
+} | phase "runs: every method x seed"
+echo "== [$preset] runs finished in $(( $(date +%s) - start )) s"
 
-if command -v gnuplot >/dev/null 2>&1; then
-    gnuplot <<GP && echo "wrote $out/accuracy_vs_time.png"
+# ------------------------------------------------------------------ tables
+summary_all=$out/summary.md
+{
+    echo "# $preset preset: $seeds seed(s) per method"
+    [ "$seeds" -eq 1 ] && echo && echo "**One seed**: the intervals below are a single run's value; they say nothing about run-to-run variation."
+} >"$summary_all"
+for r in $REGIMES; do
+    R=$out/$r
+    for t in $TEACHERS; do
+        ms=$(methods_of $t)
+        # the RLVR baseline does not depend on the teacher: one set of runs, in both tables
+        case " $ms " in *" rlvr "*) ;; *) case " $METHODS_FIRST " in *" rlvr "*)
+            [ -e "$R/$t/rlvr" ] || ln -s "../$first_teacher/rlvr" "$R/$t/rlvr"; ms="$ms rlvr" ;; esac ;; esac
+        $OPD summarize --runs "$R/$t" --methods "$(echo $ms | tr ' ' ',')" --seeds "$seeds" --baseline full \
+            --eval-n $EVAL_N --out "$R/$t/summary" >/dev/null
+        {
+            echo
+            echo "## $r, teacher $t"
+            echo
+            if [ "$t" = rl ]; then
+                echo "teacher (GRPO from the student's seed-0 base), over RL seeds: $($OPD summarize --evals "$(ls $R/teacher_rl/seed*_eval.csv | tr '\n' ',' | sed 's/,$//')")"
+            else
+                echo "teacher (SFT, $TEACHER), over SFT seeds: $($OPD summarize --evals "$(ls $R/teacher_sft/seed*_eval.csv | tr '\n' ',' | sed 's/,$//')")"
+            fi
+            echo
+            echo "student warm starts, over seeds: $($OPD summarize --evals "$(for s in $SEEDS; do printf '%s,' "$R/base/seed${s}_eval.csv"; done | sed 's/,$//')")"
+            echo
+            cat "$R/$t/summary.md"
+        } >>"$summary_all"
+    done
+done
+cat "$summary_all"
+
+# ------------------------------------------------------------------ plots
+if ! command -v gnuplot >/dev/null 2>&1; then
+    echo "gnuplot not found: no plots (apt-get install gnuplot-nox)"
+    exit 0
+fi
+label() {
+    case "$1" in
+    full) echo "full OPD" ;; popd) echo "POPD" ;; adaptive) echo "adaptive" ;; rlvr) echo "RLVR (GRPO)" ;;
+    topd05) echo "TOPD rho=0.05" ;; topd10) echo "TOPD rho=0.10" ;; topd25) echo "TOPD rho=0.25" ;;
+    topd50) echo "TOPD rho=0.50" ;; *) echo "$1" ;;
+    esac
+}
+for r in $REGIMES; do
+    for t in $TEACHERS; do
+        D=$out/$r/$t
+        ms=$(awk -F, 'NR > 1 && !seen[$1]++ {print $1}' "$D/summary_curves.csv")
+        plot=""
+        for m in $ms; do
+            awk -F, -v m="$m" 'NR > 1 && $1 == m {print $4, $6, $7, $8}' "$D/summary_curves.csv" >"$D/curve_$m.dat"
+            plot="$plot \"$D/curve_$m.dat\" using 1:3:4 with filledcurves fs transparent solid 0.15 notitle, \"$D/curve_$m.dat\" using 1:2 with linespoints title \"$(label $m)\","
+        done
+        gnuplot <<GP && echo "wrote $D/accuracy_vs_time.png"
 set terminal pngcairo size 900,560 noenhanced
-set output "$out/accuracy_vs_time.png"
+set output "$D/accuracy_vs_time.png"
 set yrange [0:1.05]
-set datafile separator ","
 set key bottom right
 set grid
-set xlabel "training wall-clock (s)"
+set xlabel "training wall-clock, mean over seeds (s, one core per run)"
 set ylabel "test pass@1 (greedy, full horizon)"
-set title "OPD vs POPD vs TOPD ($preset preset)"
-plot "$out/runs/full/eval.csv" every ::1 using 2:4 with linespoints title "full OPD", \
-     "$out/runs/popd/eval.csv" every ::1 using 2:4 with linespoints title "POPD", \
-     "$out/runs/topd25/eval.csv" every ::1 using 2:4 with linespoints title "TOPD rho=0.25", \
-     "$out/runs/topd10/eval.csv" every ::1 using 2:4 with linespoints title "TOPD rho=0.10", \
-     $t_acc with lines dashtype 2 lw 2 title "teacher", \
-     $s_acc with lines dashtype 3 title "student before distillation"
+set title "$r task, $t teacher: mean and 95% bootstrap band over $seeds seed(s)"
+plot ${plot%,}
 GP
-else
-    echo "gnuplot not found: no plot (apt-get install gnuplot-nox)"
-fi
+        # the horizon sweep: TOPD at rho = 0.05 .. 0.5 and full OPD (rho = 1)
+        if grep -q '^topd05,' "$D/summary.csv" 2>/dev/null; then
+            awk -F, 'NR > 1 { r = ""
+                if ($1 == "topd05") r = 0.05; if ($1 == "topd10") r = 0.10; if ($1 == "topd25") r = 0.25
+                if ($1 == "topd50") r = 0.50; if ($1 == "full") r = 1
+                if (r != "") print r, $3, $4, $5, $25, $29, $35 }' "$D/summary.csv" | sort -g >"$D/sweep.dat"
+            gnuplot <<GP && echo "wrote $D/horizon_sweep.png"
+set terminal pngcairo size 1000,420 noenhanced
+set output "$D/horizon_sweep.png"
+set multiplot layout 1,2 title "$r task, $t teacher: TOPD horizon H = rho T ($seeds seeds, 95% intervals)"
+set logscale x
+set xrange [0.04:1.2]
+set grid
+set xlabel "rho (H / T; 1 = full OPD)"
+set ylabel "final test pass@1"
+set yrange [0:1.05]
+plot "$D/sweep.dat" using 1:2:3:4 with yerrorlines title "final pass@1"
+set ylabel "cost relative to full OPD"
+set yrange [0:1.1]
+set key top left
+plot "$D/sweep.dat" using 1:5 with linespoints title "train seconds", \
+     "" using 1:6 with linespoints title "tokens generated", \
+     "" using 1:7 with linespoints title "peak memory"
+unset multiplot
+GP
+        fi
+        # teacher reliability by position, for one run of full OPD
+        if [ -f "$D/full/seed1/positions.csv" ] && [ -f "$(dirname "$self")/plot_positions.sh" ]; then
+            sh "$(dirname "$self")/plot_positions.sh" "$D/full/seed1" "$D/positions_full_seed1" || true
+        fi
+    done
+done
+echo "== [$preset] done in $(( $(date +%s) - start )) s"
