@@ -2,8 +2,8 @@
  * group-normalised advantage and the policy-gradient loss on a rollout
  * (issue 18 item 3: `opd rl`, the paper-like teacher and the RLVR baseline).
  *
- * One RL step reuses the OPD step's machinery, with the teacher replaced by
- * the verifier:
+ * One RL step (opd_rl_step below, ref/rl_step.c, ref/SPEC.md section 6b)
+ * reuses the OPD step's machinery, with the teacher replaced by the verifier:
  *   1. draw P prompts and G samples of each (opd_rollout_sample with
  *      samples = G: rows b = p * G + g, the layout below);
  *   2. reward r_b = opd_task_verify(prompt, decoded rollout) (1 or 0);
