@@ -81,7 +81,8 @@ void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx) {
         idx[b] = (int)(opd_uniform(seed, 0x62617463u /* "batc" */, (uint32_t)k, (uint32_t)b, 0) * n_tasks);
 }
 
-/* 1 if row b of rollout r decodes to a solution of tasks[i]'s prompt; text
+/* 1 if row b of rollout r decodes to a solution of task's prompt (exact
+ * match of the answer, opd_task_verify); text
  * holds at least r->H + 16 bytes */
 static int rollout_row_correct(const opd_tokenizer *tok, const opd_task *task, const opd_rollout *r,
                                int b, char *text) {
