@@ -81,6 +81,24 @@ void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx) {
         idx[b] = (int)(opd_uniform(seed, 0x62617463u /* "batc" */, (uint32_t)k, (uint32_t)b, 0) * n_tasks);
 }
 
+/* 1 if row b of rollout r decodes to a solution of task's prompt (exact
+ * match of the answer, opd_task_verify); text
+ * holds at least r->H + 16 bytes */
+static int rollout_row_correct(const opd_tokenizer *tok, const opd_task *task, const opd_rollout *r,
+                               int b, char *text) {
+    const int *gen = r->tokens + (size_t)b * (r->P + r->H) + r->P;
+    if (opd_tok_decode(tok, gen, r->length[b], text, (size_t)r->H + 16) < 0) text[0] = '\0';
+    return opd_task_verify(task->prompt, text) == 1;
+}
+
+int harness_rollout_rewards(const opd_tokenizer *tok, const opd_task *tasks, const int *idx,
+                            const opd_rollout *r, float *rewards) {
+    char *text = opd_malloc((size_t)r->H + 16);
+    for (int b = 0; b < r->B; b++) rewards[b] = (float)rollout_row_correct(tok, &tasks[idx[b]], r, b, text);
+    free(text);
+    return 0;
+}
+
 int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
                      const opd_task *tasks, int n, int max_new_tokens, int batch,
                      const opd_sampler_config *s, int k, uint64_t seed,
@@ -127,10 +145,8 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
         free(pad);
         if (rc_ != 0) { free(idx); free(ids); free(text); free(out); return -1; }
         for (int b = 0; b < B; b++) {
-            const int *gen = roll.tokens + (size_t)b * (P + max_new_tokens) + P;
-            if (opd_tok_decode(tok, gen, roll.length[b], text, (size_t)max_new_tokens + 16) < 0) text[0] = '\0';
             long *o = out + (size_t)(start + b) * 3;
-            o[0] = opd_task_verify(tasks[idx[b]].prompt, text) == 1;
+            o[0] = rollout_row_correct(tok, &tasks[idx[b]], &roll, b, text);
             o[1] = roll.length[b];
             o[2] = roll.truncated[b];
         }

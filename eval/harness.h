@@ -28,6 +28,12 @@ int harness_check_vocab(const opd_model *m, const char *path, int tok_vocab);
  * anything but (seed, k), so a resumed run sees the same batches. */
 void harness_draw_batch(uint64_t seed, long k, int n_tasks, int B, int *idx);
 
+/* The task's verifiable reward of a rollout's rows: rewards (r->B) = 1 when
+ * row b's decoded text verifies against the prompt of tasks[idx[b]]
+ * (opd_task_verify, as the evaluation scores), else 0. Returns 0. */
+int harness_rollout_rewards(const opd_tokenizer *tok, const opd_task *tasks, const int *idx,
+                            const opd_rollout *r, float *rewards);
+
 typedef struct {
     int n;                 /* problems */
     int k;                 /* samples per problem (1 greedy) */

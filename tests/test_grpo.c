@@ -155,6 +155,94 @@ static void test_pg_threads_and_errors(void) {
     free(z); free(d1); free(d3); free(m); free(y);
 }
 
+/* ---------------------------------------------------- the RL step's wiring */
+/* A verifier stand-in: every rollout gets the reward ctx says; kind 0 all
+ * equal (1), 1 alternating within each group, 2 a failing verifier. */
+static int stub_reward(void *ctx, const opd_rollout *r, float *rewards) {
+    int kind = *(const int *)ctx;
+    if (kind == 2) return opd_set_error("stub verifier failed");
+    for (int b = 0; b < r->B; b++) rewards[b] = kind == 0 ? 1.0f : (float)(b % 2);
+    return 0;
+}
+
+/* One opd_rl_step of a tiny random model on 2 prompts x 4 samples; the
+ * parameters before and after in *before / m. */
+static int rl_step_case(int kind, opd_model *m, float **before, opd_rl_stats *st) {
+    opd_config cfg;
+    opd_config_default(&cfg);
+    cfg.vocab_size = 16; cfg.d_model = 16; cfg.n_layers = 1; cfg.n_heads = 2; cfg.n_kv_heads = 1;
+    cfg.d_ff = 32; cfg.max_seq_len = 16;
+    CU_ASSERT_EQUAL_FATAL(opd_model_init(m, &cfg), 0);
+    opd_model_init_random(m, 7);
+    opd_optim_config oc;
+    opd_optim_config_default(&oc);
+    oc.weight_decay = 0.0f;
+    opd_adamw opt;
+    opd_adamw_init(&opt, &oc, m->num_params);
+    *before = malloc(m->num_params * sizeof **before);
+    memcpy(*before, m->params_mem, m->num_params * sizeof **before);
+    opd_rl_config c;
+    memset(&c, 0, sizeof c);
+    opd_sampler_config_default(&c.rollout.sampler);
+    c.rollout.eos_id = -1;   /* every rollout runs to T */
+    c.rollout.seed = 3;
+    c.max_new_tokens = 6;
+    c.group = 4;
+    int prompts[8 * 3], pad[8] = {0};
+    uint32_t ids[8];
+    for (int b = 0; b < 8; b++) {
+        ids[b] = (uint32_t)b;
+        for (int t = 0; t < 3; t++) prompts[b * 3 + t] = 3 + (b / 4) * 5 + t;   /* one prompt per group */
+    }
+    opd_step_work w;
+    memset(&w, 0, sizeof w);
+    int rc = opd_rl_step(m, &opt, &c, prompts, pad, ids, 2, 3, 0, stub_reward, &kind, &w, st);
+    opd_step_work_free(&w);
+    opd_adamw_free(&opt);
+    return rc;
+}
+
+static void test_rl_step_no_signal_no_gradient(void) {
+    /* every group all-equal: advantages 0, so the loss, every gradient and
+     * (first step, zero moments, no decay) the update are exactly 0 */
+    opd_model m;
+    float *before;
+    opd_rl_stats st;
+    CU_ASSERT_EQUAL_FATAL(rl_step_case(0, &m, &before, &st), 0);
+    CU_ASSERT_EQUAL(st.mean_reward, 1.0f);
+    CU_ASSERT_EQUAL(st.groups_with_signal, 0.0f);
+    CU_ASSERT_EQUAL(st.tokens, 8 * 6);
+    CU_ASSERT_EQUAL(st.trained_len, 6);
+    CU_ASSERT_EQUAL(st.loss, 0.0f);
+    CU_ASSERT_EQUAL(st.grad_norm, 0.0f);
+    int nonzero = 0;
+    for (size_t i = 0; i < m.num_params; i++) nonzero += m.grads_mem[i] != 0.0f;
+    CU_ASSERT_EQUAL(nonzero, 0);
+    CU_ASSERT(memcmp(before, m.params_mem, m.num_params * sizeof *before) == 0);
+    free(before);
+    opd_model_free(&m);
+}
+
+static void test_rl_step_signal_moves_weights(void) {
+    /* rewards {0,1,0,1} in both groups: every group has signal */
+    opd_model m;
+    float *before;
+    opd_rl_stats st;
+    CU_ASSERT_EQUAL_FATAL(rl_step_case(1, &m, &before, &st), 0);
+    CU_ASSERT_EQUAL(st.mean_reward, 0.5f);
+    CU_ASSERT_EQUAL(st.groups_with_signal, 1.0f);
+    CU_ASSERT(st.grad_norm > 0.0f && isfinite(st.loss));
+    CU_ASSERT(memcmp(before, m.params_mem, m.num_params * sizeof *before) != 0);
+    free(before);
+    opd_model_free(&m);
+    /* a failing verifier fails the step, weights untouched */
+    CU_ASSERT_EQUAL(rl_step_case(2, &m, &before, &st), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(opd_last_error(), "stub verifier"));
+    CU_ASSERT(memcmp(before, m.params_mem, m.num_params * sizeof *before) == 0);
+    free(before);
+    opd_model_free(&m);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     static const opd_test_case grpo[] = {
@@ -164,6 +252,8 @@ int main(void) {
         {"zero advantage or no masked token: zero loss and gradient", test_pg_zero_advantage},
         {"unit advantage: the pg loss is the cross-entropy", test_pg_unit_advantage_is_cross_entropy},
         {"same bits on 1 and 3 threads; bad inputs give NaN", test_pg_threads_and_errors},
+        {"RL step, every group all-equal: zero loss, gradient and update", test_rl_step_no_signal_no_gradient},
+        {"RL step, a signal in every group moves the weights; a failing verifier fails", test_rl_step_signal_moves_weights},
         {0, 0}};
     opd_test_suite("grpo", grpo);
     return opd_test_run();

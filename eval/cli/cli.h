@@ -78,6 +78,7 @@ int cmd_info(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_sft(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
+int cmd_rl(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_golden(int argc, char **argv);

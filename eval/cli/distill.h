@@ -25,6 +25,20 @@ typedef struct {
  * --eval) scores the student. Both stay the caller's. */
 int distill_run(const distill_args *a, const source *train, const source *evals);
 
+/* What `opd rl` (cmd_rl.c) shares with distill, so the two runs' files read
+ * alike: eval.csv's columns for a source kind; one greedy pass@1
+ * evaluation to T and its eval.csv row (log NULL: evaluate only); the
+ * checkpoint with the metadata --resume reads (prompts NULL: not named);
+ * and --resume's state from it (k0: the step to continue at). */
+void distill_eval_header(source_kind kind, const char *const **header, int *ncols);
+int distill_eval_log(const source *es, const opd_model *m, int eval_n, int max_new_tokens, uint64_t seed,
+                     long step, double train_sec, long tokens, opd_csv_log *log);
+int distill_save_checkpoint(const opd_model *m, const opd_adamw *opt, const char *path, long step,
+                            double sec, long tokens, uint64_t seed, const char *method, const char *loss,
+                            const char *prompts);
+int distill_load_resume(const char *ckpt, opd_model *student, opd_adamw *opt, long *k0, long *tokens,
+                        double *train_sec);
+
 /* --resume. A checkpoint's integer metadata in [lo, hi] / seconds (finite,
  * >= 0), with the value in the error. */
 int distill_meta_long(const char *path, const char *key, long lo, long hi, long *out);

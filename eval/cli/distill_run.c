@@ -74,13 +74,19 @@ static void eval_log_row(opd_csv_log *log, source_kind kind, long step, double t
     opd_csv_log_end_row(log);
 }
 
+void distill_eval_header(source_kind kind, const char *const **header, int *ncols) {
+    *header = kind == SOURCE_TEXT ? text_eval_header : task_eval_header;
+    *ncols = kind == SOURCE_TEXT ? (int)(sizeof text_eval_header / sizeof *text_eval_header)
+                                 : (int)(sizeof task_eval_header / sizeof *task_eval_header);
+}
+
 /* Greedy pass@1 of the student, decoding to the full horizon T; every
  * rank decodes its share, rank 0 (the one with a log) writes. */
-static int distill_eval(const distill_args *a, const source *es, const opd_model *m, long step,
-                        double train_sec, long tokens, opd_csv_log *log) {
+int distill_eval_log(const source *es, const opd_model *m, int eval_n, int max_new_tokens, uint64_t seed,
+                     long step, double train_sec, long tokens, opd_csv_log *log) {
     opd_sampler_config greedy = {0.0f, 0, 1.0f};
     source_eval r;
-    if (source_evaluate(es, m, a->eval_n, a->dc.schedule.max_new_tokens, 64, &greedy, 1, a->seed, &r) != 0)
+    if (source_evaluate(es, m, eval_n, max_new_tokens, 64, &greedy, 1, seed, &r) != 0)
         return -1;
     if (!log) return 0;
     eval_log_row(log, es->kind, step, train_sec, tokens, &r);
@@ -93,18 +99,41 @@ static int distill_eval(const distill_args *a, const source *es, const opd_model
 
 /* The checkpoint: the student, its AdamW moments, and what --resume needs
  * (the step done, seconds, tokens); text runs also name their prompts. */
-static int save_student(const distill_args *a, const source *src, const opd_model *m,
-                        const opd_adamw *opt, const char *path, long step, double sec, long tokens) {
+int distill_save_checkpoint(const opd_model *m, const opd_adamw *opt, const char *path, long step,
+                            double sec, long tokens, uint64_t seed, const char *method, const char *loss,
+                            const char *prompts) {
     char s_step[32], s_sec[32], s_tok[32], s_seed[32];
     snprintf(s_step, sizeof s_step, "%ld", step);
     snprintf(s_sec, sizeof s_sec, "%.17g", sec);
     snprintf(s_tok, sizeof s_tok, "%ld", tokens);
-    snprintf(s_seed, sizeof s_seed, "%llu", (unsigned long long)a->seed);
+    snprintf(s_seed, sizeof s_seed, "%llu", (unsigned long long)seed);
     const char *keys[] = {"opd.train.step", "opd.train.seconds", "opd.train.tokens", "opd.train.seed",
                           "opd.train.method", "opd.train.loss", "opd.train.prompts"};
-    const char *vals[] = {s_step, s_sec, s_tok, s_seed, opd_schedule_name(a->dc.schedule.kind),
-                          opd_loss_name(a->dc.loss.kind), src->path};
-    return opd_model_save(m, path, opt, keys, vals, src->kind == SOURCE_TEXT ? 7 : 6);
+    const char *vals[] = {s_step, s_sec, s_tok, s_seed, method, loss, prompts};
+    return opd_model_save(m, path, opt, keys, vals, prompts ? 7 : 6);
+}
+
+static int save_student(const distill_args *a, const source *src, const opd_model *m,
+                        const opd_adamw *opt, const char *path, long step, double sec, long tokens) {
+    return distill_save_checkpoint(m, opt, path, step, sec, tokens, a->seed,
+                                   opd_schedule_name(a->dc.schedule.kind), opd_loss_name(a->dc.loss.kind),
+                                   src->kind == SOURCE_TEXT ? src->path : NULL);
+}
+
+/* --resume's state: the student and its AdamW moments from ckpt, the step
+ * to continue at (the one after the checkpoint's), tokens and seconds. */
+int distill_load_resume(const char *ckpt, opd_model *student, opd_adamw *opt, long *k0, long *tokens,
+                        double *train_sec) {
+    /* everything else of the state is keyed by (seed, step): the student,
+     * its optimizer moments and the step number are all there is */
+    if (opd_model_load(student, ckpt, opt) != 0) return -1;
+    /* the step is the last one done, < --steps' bound of 2^30 */
+    if (distill_meta_long(ckpt, "opd.train.step", 0, (1L << 30) - 1, k0) != 0) return -1;
+    if (distill_meta_long(ckpt, "opd.train.tokens", 0, 1L << 60, tokens) != 0) return -1;
+    if (distill_meta_seconds(ckpt, "opd.train.seconds", train_sec) != 0) return -1;
+    *k0 += 1;
+    printf("resuming %s at step %ld\n", ckpt, *k0);
+    return 0;
 }
 
 static void print_progress(const distill_args *a, long k, const opd_step_stats *st, double train_sec) {
@@ -130,9 +159,9 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
     int have_logs = 0;
     char *ckpt = cli_path_join(a->out, "student.safetensors");
     char *slog_path = cli_path_join(a->out, "log.csv"), *elog_path = cli_path_join(a->out, "eval.csv");
-    const char *const *eval_header = src->kind == SOURCE_TEXT ? text_eval_header : task_eval_header;
-    int eval_cols = src->kind == SOURCE_TEXT ? (int)(sizeof text_eval_header / sizeof *text_eval_header)
-                                             : (int)(sizeof task_eval_header / sizeof *task_eval_header);
+    const char *const *eval_header;
+    int eval_cols;
+    distill_eval_header(src->kind, &eval_header, &eval_cols);
     int BS = a->B * a->samples;
     int *idx = opd_malloc(sizeof(int) * a->B), *sidx = opd_malloc(sizeof(int) * BS);
     uint32_t *ids = opd_malloc(sizeof(uint32_t) * BS);
@@ -146,15 +175,7 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
     if ((rc = opd_schedule_validate(&dc.schedule)) != 0) goto done;
     if ((rc = opd_model_load_any(&teacher, a->teacher, NULL)) != 0) goto done;
     if (a->resume) {
-        /* everything else of the state is keyed by (seed, step): the student,
-         * its optimizer moments and the step number are all there is */
-        if ((rc = opd_model_load(&student, ckpt, &opt)) != 0) goto done;
-        /* the step is the last one done, < --steps' bound of 2^30 */
-        if ((rc = distill_meta_long(ckpt, "opd.train.step", 0, (1L << 30) - 1, &k0)) != 0) goto done;
-        if ((rc = distill_meta_long(ckpt, "opd.train.tokens", 0, 1L << 60, &tokens)) != 0) goto done;
-        if ((rc = distill_meta_seconds(ckpt, "opd.train.seconds", &train_sec)) != 0) goto done;
-        k0 += 1;
-        printf("resuming %s at step %ld\n", ckpt, k0);
+        if ((rc = distill_load_resume(ckpt, &student, &opt, &k0, &tokens, &train_sec)) != 0) goto done;
     } else {
         if ((rc = opd_model_load_any(&student, a->student, NULL)) != 0) goto done;
         opd_adamw_init(&opt, &a->oc, student.num_params);
@@ -186,7 +207,9 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
            a->B, a->samples, a->steps, opd_device_name(dev), src->n, src->path, src->eos_id);
     if (mb != BS || opd_dist_size() > 1)
         printf("distill: %d micro-batches of %d sequences over %d rank(s)\n", BS / mb, mb, opd_dist_size());
-    if (es && k0 == 0 && (rc = distill_eval(a, es, &student, 0, 0, 0, el)) != 0) goto done;
+    if (es && k0 == 0 &&
+        (rc = distill_eval_log(es, &student, a->eval_n, max_new_tokens, a->seed, 0, 0, 0, el)) != 0)
+        goto done;
     for (long k = k0; k < a->steps; k++) {
         harness_draw_batch(a->seed, k, src->n, a->B, idx);
         for (int i = 0; i < BS; i++) {
@@ -214,7 +237,8 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
         /* Evaluate, then flush both logs, then rename the checkpoint into
          * place: a kill at any point leaves logs at or ahead of the
          * checkpoint, never behind it (resume drops the rows ahead). */
-        if (eval && (rc = distill_eval(a, es, &student, k + 1, train_sec, tokens, el)) != 0) goto done;
+        if (eval && (rc = distill_eval_log(es, &student, a->eval_n, max_new_tokens, a->seed, k + 1,
+                                                  train_sec, tokens, el)) != 0) goto done;
         if (save && writer) {
             if ((rc = opd_csv_log_flush(&slog)) != 0) goto done;
             if ((rc = save_student(a, src, &student, &opt, ckpt, k, train_sec, tokens)) != 0) goto done;

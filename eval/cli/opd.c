@@ -19,6 +19,7 @@ static const command commands[] = {
     {"data", cmd_data, "generate the task's train/valid/test CSV splits"},
     {"sft", cmd_sft, "supervised training on reference solutions (teacher, student warm start)"},
     {"distill", cmd_distill, "on-policy distillation: full, POPD or TOPD step horizons H_k"},
+    {"rl", cmd_rl, "GRPO on the task's verifiable reward (the RLVR baseline)"},
     {"eval", cmd_eval, "exact-match accuracy decoding to the full horizon T (max new tokens)"},
     {"summarize", cmd_summarize, "an experiment's runs over seeds: means, 95% intervals, paired differences"},
     {"golden", cmd_golden, "write golden tensors / compare two golden files"},
