@@ -11,6 +11,13 @@ PY=${DEBIAN_PYTHON:-/usr/bin/python3}
 # tokenizers 0.19.1 is the version it asks for.
 PINS="transformers==4.44.2 tokenizers==0.19.1"
 stamp="$dir/.opd-pins"
+# Two cross-checks may ask at once (make -j2 check): the second waits on a
+# lock beside DIR (flock, util-linux) instead of making the venv over the
+# first one's half-made copy.
+if [ -z "${OPD_PYENV_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
+    mkdir -p "$(dirname "$dir")"
+    OPD_PYENV_LOCKED=1 exec flock "$dir.lock" sh "$0" "$@"
+fi
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$PINS" ] && [ -x "$dir/bin/python" ]; then
     exit 0
 fi

@@ -73,8 +73,8 @@ EVAL_EVERY=25
 EVAL_N=200
 POPD="--dk 25"
 ADAPTIVE="--dk 25"
-RL="--steps 200 --batch 8 --group 8 --lr 3e-4 --warmup 10"
-RL_TEACHER="--steps 400 --batch 8 --group 8 --lr 3e-4 --warmup 10"
+RL="--steps 200 --batch 8 --group 8 --lr 1e-4 --warmup 10"
+RL_TEACHER="--steps 400 --batch 8 --group 8 --lr 1e-4 --warmup 10"
 case "$preset" in
 demo)   # a few minutes on 2 cores: one regime, the SFT teacher, one seed
     REGIMES="chain"
