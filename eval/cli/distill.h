@@ -17,6 +17,10 @@ typedef struct {
     int B, samples, steps, eval_every, eval_n, save_every, resume;
     int micro_batch;  /* sequences per micro-batch (0: the whole batch), ref/opd_dist.h */
     int stop_after;   /* stop (with a checkpoint) after this many steps, as if interrupted */
+    int reliability_every;  /* reliability.csv period (-1: the eval schedule; 0: off) */
+    int reliability_n;      /* problems of the --eval CSV it decodes */
+    int bucket_width;       /* positions per bucket of positions.csv / reliability.csv / the probe */
+    int probe_n;            /* adaptive: sequences of each probe */
     uint64_t seed;
     opd_device_kind device;   /* --device: where the steps run (opd_device.h) */
 } distill_args;
@@ -35,5 +39,9 @@ int distill_meta_seconds(const char *path, const char *key, double *out);
 int distill_resume_logs(opd_csv_log *slog, const char *slog_path, const char *const *shdr, int scols,
                         opd_csv_log *elog, const char *elog_path, const char *const *ehdr, int ecols,
                         long k0);
+/* A further log of a resumed run (positions.csv, reliability.csv): rows with
+ * step <= upto kept, the file refused if missing or of other columns; open
+ * on success. */
+int distill_resume_log(opd_csv_log *log, const char *path, const char *const *hdr, int cols, long upto);
 
 #endif
