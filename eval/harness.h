@@ -47,7 +47,7 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
                      harness_eval_result *r);
 
 /* Teacher accuracy from the student's prefix, by position (issue 18 item 5;
- * ref/SPEC.md section 10): the student decodes problems 0..n-1 greedily to
+ * ref/SPEC.md section 11): the student decodes problems 0..n-1 greedily to
  * max_new_tokens T; for each bucket start p = j * width < T the teacher
  * continues greedily, for at most T - p tokens, from the prompt and the
  * student's first min(p, L) tokens (L: the student's output without its

@@ -17,6 +17,7 @@ enum {
     OPT_SAMPLES, OPT_EVAL, OPT_EVAL_EVERY, OPT_EVAL_N, OPT_SAVE_EVERY, OPT_RESUME, OPT_WARMUP,
     OPT_STOP_AFTER, OPT_MICRO_BATCH, OPT_WEIGHT_DECAY, OPT_BETA2, OPT_CLIP, OPT_DEVICE,
     OPT_RELIABILITY_EVERY, OPT_RELIABILITY_N, OPT_BUCKET_WIDTH, OPT_PROBE_N, OPT_ADAPTIVE_THRESHOLD,
+    OPT_NO_POSITIONS,
 };
 
 static const struct option opts[] = {
@@ -47,6 +48,7 @@ static const struct option opts[] = {
     {"reliability-n", required_argument, 0, OPT_RELIABILITY_N},
     {"bucket-width", required_argument, 0, OPT_BUCKET_WIDTH}, {"probe-n", required_argument, 0, OPT_PROBE_N},
     {"adaptive-threshold", required_argument, 0, OPT_ADAPTIVE_THRESHOLD},
+    {"no-positions", no_argument, 0, OPT_NO_POSITIONS},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
 static void help_task(void) {
@@ -92,9 +94,10 @@ static void help_task(void) {
            "      --stop-after K    stop after K steps with a checkpoint, as if interrupted\n"
            "Evaluation (greedy pass@1, decoding to the full horizon T):\n"
            "      --eval CSV --eval-every N --eval-n N (100)\n"
-           "Diagnostics by position (outside train_seconds; ref/SPEC.md section 10):\n"
+           "Diagnostics by position (outside train_seconds; ref/SPEC.md section 11):\n"
            "      positions.csv     every step (CPU): step,bucket,pos_lo,pos_hi,count,rkl,overlap, the\n"
            "                        masked reverse KL and top-5 overlap by bucket of the full horizon T\n"
+           "      --no-positions    do not compute or write positions.csv (the same trained bits)\n"
            "      --reliability-every N  reliability.csv (step,bucket,pos,n,teacher_acc,student_acc):\n"
            "                        the teacher's greedy accuracy continuing the student's greedy prefix\n"
            "                        of pos tokens (default: the eval schedule; 0 off; needs --eval)\n"
@@ -174,6 +177,7 @@ static int distill_option(int c, const char *arg, distill_args *a, distill_knobs
     case OPT_EOS: a->eos = arg; return 0;
     case OPT_EVAL: a->evalp = arg; return 0;
     case OPT_RESUME: a->resume = 1; return 0;
+    case OPT_NO_POSITIONS: a->no_positions = 1; return 0;
     case 'm':
         if (opd_schedule_parse(arg, &a->dc.schedule.kind) == 0) return 0;
         fprintf(stderr, "opd distill: --method: %s\n", opd_last_error());

@@ -21,6 +21,7 @@ typedef struct {
     int reliability_n;      /* problems of the --eval CSV it decodes */
     int bucket_width;       /* positions per bucket of positions.csv / reliability.csv / the probe */
     int probe_n;            /* adaptive: sequences of each probe */
+    int no_positions;       /* --no-positions: no positions.csv */
     uint64_t seed;
     opd_device_kind device;   /* --device: where the steps run (opd_device.h) */
 } distill_args;
@@ -40,8 +41,8 @@ int distill_resume_logs(opd_csv_log *slog, const char *slog_path, const char *co
                         opd_csv_log *elog, const char *elog_path, const char *const *ehdr, int ecols,
                         long k0);
 /* A further log of a resumed run (positions.csv, reliability.csv): rows with
- * step <= upto kept, the file refused if missing or of other columns; open
- * on success. */
+ * step <= upto kept, a file of other columns refused, a missing one started
+ * anew (they are diagnostics, not the run's state); open on success. */
 int distill_resume_log(opd_csv_log *log, const char *path, const char *const *hdr, int cols, long upto);
 
 #endif

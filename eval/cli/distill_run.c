@@ -59,7 +59,7 @@ _Static_assert(OPD_KL_BUCKETS == 4, "log.csv has the columns kl_q1 .. kl_q4");
 
 /* positions.csv, one row per (step, bucket of the full horizon T): the
  * step's masked reverse KL and top-k overlap by position (ref/SPEC.md
- * section 10); count is the masked tokens of the bucket, rkl and overlap
+ * section 11); count is the masked tokens of the bucket, rkl and overlap
  * their means (NaN where the step trained nothing) */
 #define POSITION_LOG_COLUMNS(X)                                                          \
     X(int, "step", k)                                                                    \
@@ -241,7 +241,7 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
     memset(&profile, 0, sizeof profile);
     char *plog_path = cli_path_join(a->out, "positions.csv"), *rlog_path = cli_path_join(a->out, "reliability.csv");
     /* positions.csv on the CPU step (the CUDA step keeps its logits on the device) */
-    const int positions = a->device == OPD_DEVICE_CPU;
+    const int positions = a->device == OPD_DEVICE_CPU && !a->no_positions;
     const int rel_every = a->reliability_every < 0 ? a->eval_every : a->reliability_every;
     const int reliability = es && es->kind == SOURCE_TASK && a->reliability_every != 0 &&
                             (rel_every > 0 || a->reliability_every < 0);
@@ -309,7 +309,7 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
             if (rc != 0) goto done;
             have_plog = 1;
         }
-    } else {
+    } else if (!a->no_positions) {
         printf("distill: no positions.csv on --device %s (the per-position top-k overlap needs the logits "
                "on the host)\n", opd_device_name(dev));
     }
