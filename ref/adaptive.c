@@ -58,19 +58,20 @@ int opd_position_stats_add(opd_position_stats *s, const float *values, const flo
     return 0;
 }
 
-/* the k largest of x (V) in order, ties to the lower id: idx (k) */
+/* the k largest of x (V) in descending order, ties to the lower id: idx (k).
+ * One pass, insertion into a sorted list of k (O(V) when the top is early,
+ * O(V k) at worst): a later id must be strictly greater to move ahead, so
+ * equal logits keep id order. NaN counts as -inf. */
 static void topk_ids(const float *x, int V, int k, int *idx) {
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int v = 0; v < V; v++) {
-            int taken = 0;
-            for (int i = 0; i < j && !taken; i++) taken = idx[i] == v;
-            if (taken) continue;
-            /* strictly greater: an equal logit keeps the lower id found first;
-             * a NaN is never greater, so it is taken only when nothing else is left */
-            if (best < 0 || x[v] > x[best] || (isnan(x[best]) && !isnan(x[v]))) best = v;
-        }
-        idx[j] = best;
+    float val[OPD_OVERLAP_TOPK_MAX];
+    int n = 0;
+    for (int v = 0; v < V; v++) {
+        float xv = isnan(x[v]) ? -INFINITY : x[v];
+        if (n == k && !(xv > val[k - 1])) continue;
+        int i = n < k ? n++ : k - 1;
+        while (i > 0 && xv > val[i - 1]) { val[i] = val[i - 1]; idx[i] = idx[i - 1]; i--; }
+        val[i] = xv;
+        idx[i] = v;
     }
 }
 

@@ -3,6 +3,7 @@
 #include "adaptive.h"
 #include "testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* a profile of T positions, bucket width w, every bucket measured `count`
@@ -246,6 +247,39 @@ static void test_topk_overlap(void) {
     CU_ASSERT(isnan(opd_topk_overlap(s, t, 8, 0)));
 }
 
+/* the definition written out: sort ids by (logit descending, id ascending) */
+static const float *g_row;
+static int by_logit_then_id(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    if (g_row[i] != g_row[j]) return g_row[i] > g_row[j] ? -1 : 1;
+    return i - j;
+}
+static double overlap_by_sorting(const float *a, const float *b, int V, int k) {
+    int ia[64], ib[64];
+    for (int v = 0; v < V; v++) ia[v] = ib[v] = v;
+    g_row = a; qsort(ia, V, sizeof *ia, by_logit_then_id);
+    g_row = b; qsort(ib, V, sizeof *ib, by_logit_then_id);
+    int common = 0;
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) common += ia[i] == ib[j];
+    return (double)common / k;
+}
+
+static void test_topk_overlap_matches_sorting(void) {
+    /* rows of small integers (many ties) against the sorted definition */
+    int mismatches = 0;
+    for (int r = 0; r < 2000; r++) {
+        float a[64], b[64];
+        const int V = 2 + r % 62, k = 1 + r % 7 < V ? 1 + r % 7 : V;
+        for (int v = 0; v < V; v++) {
+            a[v] = (float)(int)(4 * opd_uniform(17, 1, (uint32_t)r, (uint32_t)v, 0));
+            b[v] = (float)(int)(4 * opd_uniform(17, 2, (uint32_t)r, (uint32_t)v, 0));
+        }
+        mismatches += opd_topk_overlap(a, b, V, k) != overlap_by_sorting(a, b, V, k);
+    }
+    CU_ASSERT_EQUAL(mismatches, 0);
+}
+
 static void test_diag_overlap_by_bucket(void) {
     /* B = 1, H = 3 positions, V = 8, buckets of 2 over T = 4: positions 0, 1
      * (overlaps 3/5, 1) to bucket 0, position 2 masked out */
@@ -277,6 +311,7 @@ int main(void) {
         {"random profiles: monotone, in [H0, T], only across reliable buckets", test_random_profiles_invariants},
         {"bad configs and a profile of another T are refused", test_config_errors},
         {"top-k overlap: hand-made pairs, ties to the lower token id", test_topk_overlap},
+        {"top-k overlap: 2000 tied rows equal the sorted definition", test_topk_overlap_matches_sorting},
         {"per-position diagnostics: masked KL and overlap by bucket", test_diag_overlap_by_bucket},
         {0, 0}};
     opd_test_suite("adaptive horizon", adaptive);
