@@ -105,16 +105,18 @@ static void position_log_rows(opd_csv_log *log, long k, const opd_position_diag 
 }
 
 /* Teacher accuracy from the student's prefix by position (the task only),
- * outside train_seconds like the evaluation */
+ * outside train_seconds like the evaluation; no message between ranks, so
+ * only rank 0 (the one with the log) decodes */
 static int distill_reliability(const distill_args *a, const source *es, const opd_model *student,
                                const opd_model *teacher, long step, opd_csv_log *log) {
+    if (!log) return 0;
     const int T = a->dc.schedule.max_new_tokens, width = a->bucket_width;
     const int nb = (T + width - 1) / width, n = a->reliability_n < es->n ? a->reliability_n : es->n;
     double student_acc, *teacher_acc = opd_malloc(sizeof(double) * nb);
     double t0 = opd_time();
     int rc = harness_reliability(student, teacher, &es->tok, es->tasks, n, T, width, &student_acc,
                                  teacher_acc);
-    if (rc == 0 && log) {
+    if (rc == 0) {
         for (int j = 0; j < nb; j++) {
             RELIABILITY_LOG_COLUMNS(COL_PUT)
             opd_csv_log_end_row(log);
@@ -158,12 +160,13 @@ static int adaptive_probe(const distill_args *a, const source *src, opd_model *s
     if (H < 0) return -1;
     dc->schedule.horizon_now = H;
     *sec = opd_time() - t0;
-    if (!cli_progress_tty())
-    {
-        if (stop < 0) printf("adaptive probe before step %ld: H %d -> %d (the window was reliable)\n", k, H_old, H);
-        else printf("adaptive probe before step %ld: H %d -> %d (bucket %d: mean overlap %.3f over %.0f)\n", k,
-                    H_old, H, stop, opd_position_stats_mean(profile, stop), profile->count[stop]);
-    }
+    if (cli_progress_tty())
+        ;
+    else if (stop < 0)
+        printf("adaptive probe before step %ld: H %d -> %d (the window was reliable)\n", k, H_old, H);
+    else
+        printf("adaptive probe before step %ld: H %d -> %d (bucket %d: mean overlap %.3f over %.0f)\n", k,
+               H_old, H, stop, opd_position_stats_mean(profile, stop), profile->count[stop]);
     return 0;
 }
 

@@ -49,6 +49,7 @@ set ylabel "rollout position"
 set cblabel "$what"
 set cbrange $range
 set yrange [0:$T]
+set xrange [-0.5:*]
 set palette rgbformulae 33,13,10
 set style fill solid noborder
 plot "$tmp/$what.dat" using 1:((\$2 + \$3 + 1) / 2):(0.5):((\$3 - \$2 + 1) / 2):4 with boxxyerror lc palette notitle
