@@ -175,3 +175,77 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
     free(text);
     return 0;
 }
+
+/* greedy decode of (B, P) prompts to H new tokens; *r owns the result */
+static int greedy_rollout(const opd_model *m, const opd_tokenizer *tok, const int *prompts, const int *pad,
+                          int B, int P, int H, opd_rollout *r) {
+    opd_rollout_config rc;
+    memset(&rc, 0, sizeof rc);
+    rc.eos_id = tok->eos_id;
+    rc.pad_id = tok->pad_id;
+    rc.sampler.temperature = 0.0f;   /* greedy: no draw is used */
+    rc.sampler.top_p = 1.0f;
+    rc.step = 0xe7a1u;
+    uint32_t *ids = opd_malloc(sizeof(uint32_t) * (B ? B : 1));
+    for (int b = 0; b < B; b++) ids[b] = (uint32_t)b;
+    memset(r, 0, sizeof *r);
+    int rc_ = opd_rollout_sample(m, prompts, pad, ids, B, P, H, &rc, r);
+    free(ids);
+    return rc_;
+}
+
+int harness_reliability(const opd_model *student, const opd_model *teacher, const opd_tokenizer *tok,
+                        const opd_task *tasks, int n, int max_new_tokens, int width,
+                        double *student_acc, double *teacher_acc) {
+    const int T = max_new_tokens, nb = (T + width - 1) / width;
+    if (n < 1 || width < 1) return opd_set_error("reliability: n = %d, width = %d must be >= 1", n, width);
+    int *idx = opd_malloc(sizeof(int) * n);
+    for (int b = 0; b < n; b++) idx[b] = b;
+    int *prompts, *pad, P;
+    harness_prompt_batch(tok, tasks, idx, n, &prompts, &pad, &P);
+    if (P + T > student->cfg.max_seq_len || P + T > teacher->cfg.max_seq_len) {
+        free(idx); free(prompts); free(pad);
+        return opd_set_error("reliability: prompt %d + T %d exceeds a model's max_seq_len", P, T);
+    }
+    char *text = opd_malloc((size_t)2 * T + 16);
+    int *seq = opd_malloc(sizeof(int) * 2 * (T + 1));
+    opd_rollout s;
+    int rc = greedy_rollout(student, tok, prompts, pad, n, P, T, &s);
+    long correct = 0;
+    int *L = opd_malloc(sizeof(int) * n);   /* the student's answer without <eos> */
+    for (int b = 0; rc == 0 && b < n; b++) {
+        const int *gen = s.tokens + (size_t)b * (P + T) + P;
+        L[b] = s.length[b] - (s.truncated[b] ? 0 : 1);
+        if (opd_tok_decode(tok, gen, s.length[b], text, (size_t)2 * T + 16) < 0) text[0] = '\0';
+        correct += opd_task_verify(tasks[b].prompt, text) == 1;
+    }
+    *student_acc = (double)correct / n;
+    /* (n, P + p) rows: the prompt, then the prefix, left-padded together */
+    int *pp = opd_malloc(sizeof(int) * (size_t)n * (P + T)), *ppad = opd_malloc(sizeof(int) * n);
+    for (int j = 0; rc == 0 && j < nb; j++) {
+        const int p = j * width, Pp = P + p;
+        for (int b = 0; b < n; b++) {
+            const int q = L[b] < p ? L[b] : p, plen = P - pad[b];
+            int *row = pp + (size_t)b * Pp;
+            ppad[b] = Pp - plen - q;
+            for (int t = 0; t < ppad[b]; t++) row[t] = tok->pad_id;
+            memcpy(row + ppad[b], prompts + (size_t)b * P + pad[b], sizeof(int) * plen);
+            memcpy(row + ppad[b] + plen, s.tokens + (size_t)b * (P + T) + P, sizeof(int) * q);
+        }
+        opd_rollout t;
+        if ((rc = greedy_rollout(teacher, tok, pp, ppad, n, Pp, T - p, &t)) != 0) break;
+        correct = 0;
+        for (int b = 0; b < n; b++) {
+            const int q = L[b] < p ? L[b] : p, nt = t.length[b];
+            memcpy(seq, s.tokens + (size_t)b * (P + T) + P, sizeof(int) * q);
+            memcpy(seq + q, t.tokens + (size_t)b * (Pp + T - p) + Pp, sizeof(int) * nt);
+            if (opd_tok_decode(tok, seq, q + nt, text, (size_t)2 * T + 16) < 0) text[0] = '\0';
+            correct += opd_task_verify(tasks[b].prompt, text) == 1;
+        }
+        teacher_acc[j] = (double)correct / n;
+        opd_rollout_free(&t);
+    }
+    opd_rollout_free(&s);
+    free(idx); free(prompts); free(pad); free(text); free(seq); free(L); free(pp); free(ppad);
+    return rc;
+}

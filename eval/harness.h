@@ -52,4 +52,17 @@ int harness_evaluate(const opd_model *m, const opd_tokenizer *tok,
                      const opd_sampler_config *s, int k, uint64_t seed,
                      harness_eval_result *r);
 
+/* Teacher accuracy from the student's prefix, by position (issue 18 item 5;
+ * ref/SPEC.md section 11): the student decodes problems 0..n-1 greedily to
+ * max_new_tokens T; for each bucket start p = j * width < T the teacher
+ * continues greedily, for at most T - p tokens, from the prompt and the
+ * student's first min(p, L) tokens (L: the student's output without its
+ * <eos>; a student that stopped before p hands over its whole answer), and
+ * prefix + continuation is verified exactly. student_acc: the student's own
+ * pass@1; teacher_acc (ceil(T / width)): per bucket start. Greedy, so no
+ * draw depends on the seed. */
+int harness_reliability(const opd_model *student, const opd_model *teacher, const opd_tokenizer *tok,
+                        const opd_task *tasks, int n, int max_new_tokens, int width,
+                        double *student_acc, double *teacher_acc);
+
 #endif

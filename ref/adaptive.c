@@ -58,6 +58,81 @@ int opd_position_stats_add(opd_position_stats *s, const float *values, const flo
     return 0;
 }
 
+/* the k largest of x (V) in descending order, ties to the lower id: idx (k).
+ * One pass, insertion into a sorted list of k (O(V) when the top is early,
+ * O(V k) at worst): a later id must be strictly greater to move ahead, so
+ * equal logits keep id order. NaN counts as -inf. */
+static void topk_ids(const float *x, int V, int k, int *idx) {
+    float val[OPD_OVERLAP_TOPK_MAX];
+    int n = 0;
+    for (int v = 0; v < V; v++) {
+        float xv = isnan(x[v]) ? -INFINITY : x[v];
+        if (n == k && !(xv > val[k - 1])) continue;
+        int i = n < k ? n++ : k - 1;
+        while (i > 0 && xv > val[i - 1]) { val[i] = val[i - 1]; idx[i] = idx[i - 1]; i--; }
+        val[i] = xv;
+        idx[i] = v;
+    }
+}
+
+double opd_topk_overlap(const float *a, const float *b, int V, int k) {
+    if (k > V) k = V;
+    if (k > OPD_OVERLAP_TOPK_MAX) k = OPD_OVERLAP_TOPK_MAX;
+    if (k < 1) return NAN;
+    int ia[OPD_OVERLAP_TOPK_MAX], ib[OPD_OVERLAP_TOPK_MAX];
+    topk_ids(a, V, k, ia);
+    topk_ids(b, V, k, ib);
+    int common = 0;
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) common += ia[i] == ib[j];
+    return (double)common / k;
+}
+
+int opd_position_diag_init(opd_position_diag *d, int T, int width, int topk) {
+    memset(d, 0, sizeof *d);
+    if (topk < 1 || topk > OPD_OVERLAP_TOPK_MAX)
+        return opd_set_error("position diagnostics: top-k %d out of range [1, %d]", topk,
+                             OPD_OVERLAP_TOPK_MAX);
+    if (opd_position_stats_init(&d->rkl, T, width) != 0) return -1;
+    if (opd_position_stats_init(&d->overlap, T, width) != 0) {
+        opd_position_stats_free(&d->rkl);
+        return -1;
+    }
+    d->topk = topk;
+    return 0;
+}
+
+void opd_position_diag_free(opd_position_diag *d) {
+    opd_position_stats_free(&d->rkl);
+    opd_position_stats_free(&d->overlap);
+    memset(d, 0, sizeof *d);
+}
+
+void opd_position_diag_reset(opd_position_diag *d) {
+    opd_position_stats_reset(&d->rkl);
+    opd_position_stats_reset(&d->overlap);
+}
+
+int opd_position_overlap_add(opd_position_stats *overlap, const float *s_logits,
+                             const float *t_logits, const float *mask, int B, int H, int V, int k) {
+    // s_logits, t_logits are (B,H,V), mask is (B,H)
+    const size_t N = (size_t)B * H;
+    float *ov = opd_malloc((N ? N : 1) * sizeof *ov);
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)N; i++)
+        ov[i] = mask && mask[i] == 0.0f ? 0.0f
+              : (float)opd_topk_overlap(s_logits + (size_t)i * V, t_logits + (size_t)i * V, V, k);
+    int rc = opd_position_stats_add(overlap, ov, mask, B, H);
+    free(ov);
+    return rc;
+}
+
+int opd_position_diag_add(opd_position_diag *d, const float *s_logits, const float *t_logits,
+                          const float *rkl, const float *mask, int B, int H, int V) {
+    if (opd_position_stats_add(&d->rkl, rkl, mask, B, H) != 0) return -1;
+    return opd_position_overlap_add(&d->overlap, s_logits, t_logits, mask, B, H, V, d->topk);
+}
+
 double opd_position_stats_mean(const opd_position_stats *s, int j) {
     if (j < 0 || j >= s->nbuckets || s->count[j] == 0.0) return NAN;
     return s->sum[j] / s->count[j];

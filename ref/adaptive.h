@@ -72,6 +72,41 @@ int opd_position_stats_add(opd_position_stats *s, const float *values, const flo
 /* Mean of bucket j (sum / count); NaN when nothing was measured there. */
 double opd_position_stats_mean(const opd_position_stats *s, int j);
 
+/* ------------------------------------------------ per-position diagnostics */
+/* k of the student/teacher top-k overlap (positions.csv, the adaptive probe). */
+#define OPD_OVERLAP_TOPK 5
+#define OPD_OVERLAP_TOPK_MAX 64
+
+/* |topk(a) ∩ topk(b)| / k of two rows of logits a, b (V): topk of the logits
+ * is topk of the probabilities (softmax is increasing), taken on the logits
+ * so that rounding in a softmax cannot make or break a tie. Ties are broken
+ * by the lower token id first (a logit equal to the k-th largest enters
+ * only if its id is lower than the one it would displace). k is clipped to
+ * [1, min(V, OPD_OVERLAP_TOPK_MAX)]. NaN logits count as the lowest. */
+double opd_topk_overlap(const float *a, const float *b, int V, int k);
+
+/* The per-position diagnostics of a distill step (issue 18 item 5): the
+ * exact reverse KL(student || teacher) and the top-k overlap of each
+ * trained position, masked by the loss mask, by bucket of the full horizon
+ * T. The step only reads logits it already computed (no RNG draw, no
+ * change to the loss or the gradient). */
+struct opd_position_diag {
+    opd_position_stats rkl;       /* reverse KL per position */
+    opd_position_stats overlap;   /* top-k overlap per position */
+    int topk;                     /* k, OPD_OVERLAP_TOPK by default */
+};
+int opd_position_diag_init(opd_position_diag *d, int T, int width, int topk);
+void opd_position_diag_free(opd_position_diag *d);
+void opd_position_diag_reset(opd_position_diag *d);
+/* Top-k overlap of every position of s_logits, t_logits (B, H, V) into
+ * `overlap` under mask (B, H) (0/1 weights; NULL: all ones). */
+int opd_position_overlap_add(opd_position_stats *overlap, const float *s_logits,
+                             const float *t_logits, const float *mask, int B, int H, int V, int k);
+/* A step's (B, H) views: rkl (B, H) per token as the loss wrote it, logits
+ * (B, H, V), mask (B, H). */
+int opd_position_diag_add(opd_position_diag *d, const float *s_logits, const float *t_logits,
+                          const float *rkl, const float *mask, int B, int H, int V);
+
 typedef enum {
     OPD_RELIABLE_ABOVE = 0,  /* reliable when score >= threshold (overlap, accuracy) */
     OPD_RELIABLE_BELOW = 1   /* reliable when score <= threshold (reverse KL) */
@@ -98,6 +133,20 @@ int opd_adaptive_config_validate(const opd_adaptive_config *c);
  * Returns H' in [H0, T], or -1 with opd_last_error() set. */
 int opd_adaptive_next_horizon(const opd_adaptive_config *c, const opd_position_stats *profile,
                               int H, int *stop);
+
+/* The adaptive schedule's probe (ref/opd_step.c; not a stage of the step: the caller runs it
+ * before step k when k is a multiple of dk): B sequences rolled out by the
+ * student to the full horizon T, keyed by step OPD_PROBE_STEP_KEY + k so
+ * that no training rollout's draw is reused, scored by both models (no
+ * gradient), their top-k overlap (k = topk) per position added to `profile`
+ * under the rollout's mask. *tokens receives the tokens generated. */
+#define OPD_PROBE_STEP_KEY 0x80000000u
+int opd_step_probe(opd_model *student, opd_model *teacher, const opd_distill_config *c, long k,
+                   const int *prompts, const int *pad, const uint32_t *seq_ids, int B, int P,
+                   int topk, opd_position_stats *profile, long *tokens);
+/* The rule's config from an adaptive schedule: T, H0, dH and threshold from
+ * it, OPD_RELIABLE_ABOVE (the score is an overlap), min_count as default. */
+void opd_adaptive_config_from_schedule(opd_adaptive_config *c, const opd_schedule *s);
 
 #ifdef __cplusplus
 }

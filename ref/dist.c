@@ -4,6 +4,7 @@
  * ref/dist_mpi.c replaces in an MPI build. */
 #include "config.h"
 #include "opd.h"
+#include "adaptive.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -138,6 +139,11 @@ static int distill_leaf(void *ctx, int m, float *g, double *d) {
     x->sec_student += opd_time() - t0;
     memcpy(g, x->student->grads_mem, x->student->num_params * sizeof(float));
     opd_step_kl_sums(sb, w->rkl, x->c->schedule.max_new_tokens, d + D_KL, x->kl_cnt);
+    /* leaves run in micro-batch order: the sequences in batch order, as the
+     * whole-batch step adds them */
+    if (x->c->positions &&
+        opd_position_diag_add(x->c->positions, w->s_logits, w->t_logits, w->rkl, sb->mask, sb->B,
+                              sb->trained_len, V) != 0) return -1;
     return 0;
 }
 
@@ -192,6 +198,23 @@ int opd_distill_grad_mb(opd_model *student, opd_model *teacher,
     t0 = opd_time();
     opd_dist_tree_combine(w->g, student->num_params, d, N_D);
     opd_dist_sum_long(x.kl_cnt, 1 + OPD_KL_BUCKETS);
+    if (c->positions && R > 1) {
+        /* the ranks' sums, added in the tree's order like the gradient's */
+        opd_position_diag *pd = c->positions;
+        const int nb = pd->rkl.nbuckets;
+        double *v = opd_malloc((size_t)4 * nb * sizeof *v);
+        memcpy(v, pd->rkl.sum, nb * sizeof *v);
+        memcpy(v + nb, pd->rkl.count, nb * sizeof *v);
+        memcpy(v + 2 * nb, pd->overlap.sum, nb * sizeof *v);
+        memcpy(v + 3 * nb, pd->overlap.count, nb * sizeof *v);
+        opd_dist_tree_combine(NULL, 0, v, 4 * nb);
+        opd_dist_bcast(v, (size_t)4 * nb * sizeof *v);
+        memcpy(pd->rkl.sum, v, nb * sizeof *v);
+        memcpy(pd->rkl.count, v + nb, nb * sizeof *v);
+        memcpy(pd->overlap.sum, v + 2 * nb, nb * sizeof *v);
+        memcpy(pd->overlap.count, v + 3 * nb, nb * sizeof *v);
+        free(v);
+    }
     st->sec_combine = opd_time() - t0;
     memcpy(student->grads_mem, w->g, student->num_params * sizeof(float));
 

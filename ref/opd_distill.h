@@ -60,7 +60,9 @@ typedef enum {
     OPD_SCHED_PROGRESSIVE,    /* POPD: H_k = min(T, H0 + dH * floor(k / dk))     */
     OPD_SCHED_LINEAR,         /* min(T, H0 + (T - H0) * k / total_steps), ceil   */
     OPD_SCHED_GEOMETRIC,      /* min(T, ceil(H0 * growth^floor(k / dk)))         */
-    OPD_SCHED_TRUNCATED       /* TOPD: H_k = ceil(rho * T)                       */
+    OPD_SCHED_TRUNCATED,      /* TOPD: H_k = ceil(rho * T)                       */
+    OPD_SCHED_ADAPTIVE        /* H_k from a probe's measured top-k overlap:      */
+                              /* opd_adaptive_next_horizon every dk steps        */
 } opd_schedule_kind;
 
 typedef struct {
@@ -70,6 +72,12 @@ typedef struct {
     float rho;          /* truncated fraction */
     float growth;       /* geometric factor */
     long total_steps;   /* linear */
+    /* adaptive: the rule's threshold on the probe's mean top-k overlap per
+     * bucket (ref/adaptive.h, default 0.5), and its state, the current H:
+     * the caller sets it after each probe (opd_adaptive_next_horizon) and
+     * --resume restores it; 0 means H0 */
+    float threshold;
+    int horizon_now;
 } opd_schedule;
 
 void opd_schedule_default(opd_schedule *s, opd_schedule_kind kind, int max_new_tokens);
@@ -83,11 +91,18 @@ int opd_schedule_parse(const char *name, opd_schedule_kind *k);
  * horizon T, so a truncated run shows which part of T it trained on. */
 #define OPD_KL_BUCKETS 4
 
+/* ref/adaptive.h: per-position reverse KL and top-k overlap of a step */
+typedef struct opd_position_diag opd_position_diag;
+
 typedef struct {
     opd_schedule schedule;       /* H_k */
     opd_loss_config loss;
     opd_rollout_config rollout;  /* sampler, eos/pad ids, seed (step set per call) */
     float teacher_temperature;   /* the teacher scores at temperature 1 (ref/SPEC.md section 4) */
+    /* NULL, or where the CPU step adds each trained position's reverse KL
+     * and top-k overlap (positions.csv); it only reads logits the step
+     * computed anyway, so no trained bit depends on it */
+    opd_position_diag *positions;
 } opd_distill_config;
 
 typedef struct {

@@ -7,7 +7,7 @@
  * teacher and student run over the S = P + trained_len - 1 tokens that
  * predict the trained_len <= H_k generated ones; the loss mask covers exactly
  * those tokens. Nothing in the step is sized by the full horizon T. */
-#include "opd.h"
+#include "adaptive.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -242,8 +242,12 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
     st->loss = opd_step_loss_backward(student, &c->loss, sb, w);
     st->sec_student = opd_time() - t0;
 
-    /* 7. reverse KL overall and by position */
+    /* 7. reverse KL overall and by position; the per-position diagnostics
+     * read the same logits and per-token KL (nothing trained changes) */
     opd_step_kl_stats(sb, w->rkl, c->schedule.max_new_tokens, st);
+    if (c->positions &&
+        opd_position_diag_add(c->positions, w->s_logits, w->t_logits, w->rkl, sb->mask, B,
+                              sb->trained_len, V) != 0) return -1;
 
     /* 8. clip + AdamW */
     t0 = opd_time();
@@ -251,6 +255,37 @@ int opd_distill_step(opd_model *student, opd_model *teacher, opd_adamw *opt,
     st->sec_optim = opd_time() - t0;
     st->peak_rss_kb = st->peak_rss_kb_sum = opd_peak_rss_kb();
     return 0;
+}
+
+int opd_step_probe(opd_model *student, opd_model *teacher, const opd_distill_config *c, long k,
+                   const int *prompts, const int *pad, const uint32_t *seq_ids, int B, int P,
+                   int topk, opd_position_stats *profile, long *tokens) {
+    const int V = student->cfg.vocab_size, T = c->schedule.max_new_tokens;
+    *tokens = 0;
+    if (P + T > student->cfg.max_seq_len || P + T > teacher->cfg.max_seq_len)
+        return opd_set_error("probe: prompt %d + T %d exceeds max_seq_len (student %d, teacher %d)", P, T,
+                             student->cfg.max_seq_len, teacher->cfg.max_seq_len);
+    opd_rollout_config rc = c->rollout;
+    rc.step = OPD_PROBE_STEP_KEY + (uint32_t)k;   /* its own draws: k < 2^30 */
+    opd_step_work w;
+    memset(&w, 0, sizeof w);
+    opd_step_stats st;
+    memset(&st, 0, sizeof st);
+    st.step = k;
+    int rc_ = opd_rollout_sample(student, prompts, pad, seq_ids, B, P, T, &rc, &w.roll);
+    if (rc_ == 0) rc_ = opd_step_compact(&w.roll, &w.batch, &st);
+    if (rc_ == 0) {
+        const opd_step_batch *sb = &w.batch;
+        *tokens = st.tokens;
+        opd_step_work_reserve(&w, (size_t)B * sb->trained_len, 0, V);
+        opd_step_teacher_score(teacher, sb, c->teacher_temperature, w.t_logits);
+        opd_model_forward_inference(student, sb->tokens, sb->pad, B, sb->S);   /* no gradient */
+        opd_step_gather_logits(w.s_logits, student->acts.logits, sb, V);
+        rc_ = opd_position_overlap_add(profile, w.s_logits, w.t_logits, sb->mask, B, sb->trained_len, V,
+                                       topk);
+    }
+    opd_step_work_free(&w);
+    return rc_;
 }
 
 int opd_sft_step(opd_model *m, opd_adamw *opt, const int *tokens, const int *pad,

@@ -5,6 +5,11 @@
  *   linear               H_k = min(T, H0 + ceil((T - H0) * k / total_steps))
  *   geometric            H_k = min(T, ceil(H0 * growth^floor(k / dk)))
  *   truncated    (TOPD)  H_k = ceil(rho * T)
+ *   adaptive             H_k = the current H (horizon_now), which the caller
+ *                        moves every dk steps by opd_adaptive_next_horizon
+ *                        on a probe's measured top-k overlap (ref/adaptive.h):
+ *                        POPD's clock and increments, granted only across
+ *                        positions where the teacher was measured reliable
  *
  * H_k is always in [1, T]; a negative k counts as 0. The integer rules use
  * integer arithmetic that cannot overflow for any k (the horizon saturates at T
@@ -19,7 +24,7 @@
  * is the linear ramp length, and dk is set so that progressive and geometric
  * also reach T at about k = 50. H0 = dH = max(1, T/8) (the paper's POPD starts
  * short and adds a fixed increment), rho = 0.25 (the paper's TOPD), growth 2. */
-#include "opd.h"
+#include "adaptive.h"
 
 #include <float.h>
 #include <math.h>
@@ -50,6 +55,8 @@ void opd_schedule_default(opd_schedule *s, opd_schedule_kind kind, int T) {
     s->rho = 0.25f;
     s->growth = 2.0f;
     s->total_steps = 50;
+    s->threshold = 0.5f;   /* opd_adaptive_config_default's */
+    s->horizon_now = 0;    /* H0 */
     long n; /* increments needed to reach T */
     if (kind == OPD_SCHED_GEOMETRIC) n = geometric_steps_to_full(s->H0, s->growth, T);
     else n = T > s->H0 ? (T - s->H0 + s->dH - 1) / s->dH : 0;
@@ -57,7 +64,7 @@ void opd_schedule_default(opd_schedule *s, opd_schedule_kind kind, int T) {
 }
 
 static const char *const sched_names[] = {
-    "full", "progressive", "linear", "geometric", "truncated"};
+    "full", "progressive", "linear", "geometric", "truncated", "adaptive"};
 #define N_SCHED_KINDS ((int)(sizeof sched_names / sizeof sched_names[0]))
 
 const char *opd_schedule_name(opd_schedule_kind k) {
@@ -74,7 +81,7 @@ int opd_schedule_parse(const char *name, opd_schedule_kind *k) {
     if (strcmp(name, "popd") == 0) { *k = OPD_SCHED_PROGRESSIVE; return 0; }
     if (strcmp(name, "topd") == 0) { *k = OPD_SCHED_TRUNCATED; return 0; }
     return opd_set_error("schedule: unknown schedule '%s' (expected full/opd, "
-                         "progressive/popd, linear, geometric or truncated/topd)",
+                         "progressive/popd, linear, geometric, truncated/topd or adaptive)",
                          name);
 }
 
@@ -107,9 +114,14 @@ int opd_schedule_validate(const opd_schedule *s) {
     }
     if (s->dk < 1)
         return opd_set_error("schedule %s: dk = %d must be >= 1", name, s->dk);
-    if (s->kind == OPD_SCHED_PROGRESSIVE && s->dH < 1)
+    if ((s->kind == OPD_SCHED_PROGRESSIVE || s->kind == OPD_SCHED_ADAPTIVE) && s->dH < 1)
         return opd_set_error("schedule %s: dH = %d must be >= 1 (a constant "
                              "horizon is the truncated schedule)", name, s->dH);
+    if (s->kind == OPD_SCHED_ADAPTIVE && !isfinite(s->threshold))
+        return opd_set_error("schedule %s: threshold %g is not finite", name, (double)s->threshold);
+    if (s->kind == OPD_SCHED_ADAPTIVE && (s->horizon_now < 0 || s->horizon_now > s->max_new_tokens))
+        return opd_set_error("schedule %s: current horizon %d must be in [0, T = %d]", name,
+                             s->horizon_now, s->max_new_tokens);
     if (s->kind == OPD_SCHED_GEOMETRIC && !(s->growth > 1.0f && isfinite(s->growth)))
         return opd_set_error("schedule %s: growth = %g must be a finite number > 1",
                              name, (double)s->growth);
@@ -150,8 +162,20 @@ int opd_schedule_horizon(const opd_schedule *s, long k) {
     case OPD_SCHED_TRUNCATED:
         h = ceil_tolerant((double)s->rho * (double)T, 1.0);
         break;
+    case OPD_SCHED_ADAPTIVE:
+        /* the state, not k: the probe every dk steps moves it */
+        h = s->horizon_now > H0 ? s->horizon_now : H0;
+        break;
     }
     if (h < 1) h = 1;
     if (h > T) h = T;
     return (int)h;
+}
+
+void opd_adaptive_config_from_schedule(opd_adaptive_config *c, const opd_schedule *s) {
+    opd_adaptive_config_default(c, s->max_new_tokens);
+    c->H0 = s->H0;
+    c->dH = s->dH;
+    c->threshold = s->threshold;
+    c->sense = OPD_RELIABLE_ABOVE;
 }

@@ -3,6 +3,7 @@
 #include "adaptive.h"
 #include "testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* a profile of T positions, bucket width w, every bucket measured `count`
@@ -220,6 +221,86 @@ static void test_config_errors(void) {
     opd_position_stats_free(&p);
 }
 
+static void test_topk_overlap(void) {
+    /* V = 8. student's top 5: ids 0 1 2 3 4 (descending 7..3); teacher's
+     * top 5: 4 3 7 6 0 -> common {0, 3, 4}: 3/5 */
+    const float s[8] = {7, 6, 5, 4, 3, 2, 1, 0};
+    const float t[8] = {1, -1, -2, 5, 6, -3, 2, 3};
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(s, t, 8, 5), 0.6, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(s, s, 8, 5), 1.0, 0);
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(t, s, 8, 5), 0.6, 1e-12);   /* symmetric */
+    /* top-1: 0 vs 4 */
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(s, t, 8, 1), 0.0, 0);
+    /* ties: lower token id first. Uniform logits: top 2 = {0, 1}; against
+     * a row whose top 2 is {1, 7}: one in common */
+    const float u[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float w[8] = {0, 1, 0, 0, 0, 0, 0, 1};
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(u, w, 8, 2), 0.5, 1e-12);
+    /* w's tie between 1 and 7 at the top and 0..6 below: top 3 = {1, 7, 0} */
+    const float x[8] = {9, 0, 0, 0, 0, 0, 0, 0};   /* top 3 = {0, 1, 2} */
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(w, x, 8, 3), 2.0 / 3.0, 1e-12);
+    /* a probability-equivalent shift changes nothing; k is clipped to V */
+    float s2[8];
+    for (int i = 0; i < 8; i++) s2[i] = s[i] - 100.0f;
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(s2, t, 8, 5), 0.6, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(opd_topk_overlap(s, t, 8, 50), 1.0, 0);
+    CU_ASSERT(isnan(opd_topk_overlap(s, t, 8, 0)));
+}
+
+/* the definition written out: sort ids by (logit descending, id ascending) */
+static const float *g_row;
+static int by_logit_then_id(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    if (g_row[i] != g_row[j]) return g_row[i] > g_row[j] ? -1 : 1;
+    return i - j;
+}
+static double overlap_by_sorting(const float *a, const float *b, int V, int k) {
+    int ia[64], ib[64];
+    for (int v = 0; v < V; v++) ia[v] = ib[v] = v;
+    g_row = a; qsort(ia, V, sizeof *ia, by_logit_then_id);
+    g_row = b; qsort(ib, V, sizeof *ib, by_logit_then_id);
+    int common = 0;
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) common += ia[i] == ib[j];
+    return (double)common / k;
+}
+
+static void test_topk_overlap_matches_sorting(void) {
+    /* rows of small integers (many ties) against the sorted definition */
+    int mismatches = 0;
+    for (int r = 0; r < 2000; r++) {
+        float a[64], b[64];
+        const int V = 2 + r % 62, k = 1 + r % 7 < V ? 1 + r % 7 : V;
+        for (int v = 0; v < V; v++) {
+            a[v] = (float)(int)(4 * opd_uniform(17, 1, (uint32_t)r, (uint32_t)v, 0));
+            b[v] = (float)(int)(4 * opd_uniform(17, 2, (uint32_t)r, (uint32_t)v, 0));
+        }
+        mismatches += opd_topk_overlap(a, b, V, k) != overlap_by_sorting(a, b, V, k);
+    }
+    CU_ASSERT_EQUAL(mismatches, 0);
+}
+
+static void test_diag_overlap_by_bucket(void) {
+    /* B = 1, H = 3 positions, V = 8, buckets of 2 over T = 4: positions 0, 1
+     * (overlaps 3/5, 1) to bucket 0, position 2 masked out */
+    const float s[24] = {7, 6, 5, 4, 3, 2, 1, 0,   7, 6, 5, 4, 3, 2, 1, 0,   0, 0, 0, 0, 0, 0, 0, 9};
+    const float t[24] = {1, -1, -2, 5, 6, -3, 2, 3,   7, 6, 5, 4, 3, 2, 1, 0,   9, 0, 0, 0, 0, 0, 0, 0};
+    const float rkl[3] = {0.5f, 0.25f, 100.0f}, mask[3] = {1, 1, 0};
+    opd_position_diag d;
+    CU_ASSERT_EQUAL_FATAL(opd_position_diag_init(&d, 4, 2, OPD_OVERLAP_TOPK), 0);
+    CU_ASSERT_EQUAL(opd_position_diag_add(&d, s, t, rkl, mask, 1, 3, 8), 0);
+    CU_ASSERT_EQUAL(d.rkl.count[0], 2);
+    CU_ASSERT_EQUAL(d.rkl.count[1], 0);
+    CU_ASSERT_DOUBLE_EQUAL(opd_position_stats_mean(&d.rkl, 0), 0.375, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(opd_position_stats_mean(&d.overlap, 0), 0.8, 1e-6);
+    CU_ASSERT(isnan(opd_position_stats_mean(&d.overlap, 1)));
+    opd_position_diag_reset(&d);
+    CU_ASSERT_EQUAL(d.overlap.count[0], 0);
+    opd_position_diag_free(&d);
+    CU_ASSERT_EQUAL(opd_position_diag_init(&d, 4, 2, 0), -1);   /* k out of range, nothing held */
+    CU_ASSERT_PTR_NULL(d.rkl.sum);
+}
+
 int main(void) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     static const opd_test_case adaptive[] = {
@@ -229,6 +310,9 @@ int main(void) {
         {"never below H0; unmeasured buckets stop the growth", test_minimum_and_unmeasured},
         {"random profiles: monotone, in [H0, T], only across reliable buckets", test_random_profiles_invariants},
         {"bad configs and a profile of another T are refused", test_config_errors},
+        {"top-k overlap: hand-made pairs, ties to the lower token id", test_topk_overlap},
+        {"top-k overlap: 2000 tied rows equal the sorted definition", test_topk_overlap_matches_sorting},
+        {"per-position diagnostics: masked KL and overlap by bucket", test_diag_overlap_by_bucket},
         {0, 0}};
     opd_test_suite("adaptive horizon", adaptive);
     return opd_test_run();

@@ -3,6 +3,7 @@
  * or text prompts (--prompts FILE.jsonl --tokenizer tokenizer.json); the
  * loop is distill_run.c's. */
 #include "distill.h"
+#include "adaptive.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,8 @@ enum {
     OPT_TOPK_TEACHER, OPT_GAMMA, OPT_CLAMP, OPT_REDUCTION, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P,
     OPT_SAMPLES, OPT_EVAL, OPT_EVAL_EVERY, OPT_EVAL_N, OPT_SAVE_EVERY, OPT_RESUME, OPT_WARMUP,
     OPT_STOP_AFTER, OPT_MICRO_BATCH, OPT_WEIGHT_DECAY, OPT_BETA2, OPT_CLIP, OPT_DEVICE,
+    OPT_RELIABILITY_EVERY, OPT_RELIABILITY_N, OPT_BUCKET_WIDTH, OPT_PROBE_N, OPT_ADAPTIVE_THRESHOLD,
+    OPT_NO_POSITIONS,
 };
 
 static const struct option opts[] = {
@@ -41,6 +44,11 @@ static const struct option opts[] = {
     {"micro-batch", required_argument, 0, OPT_MICRO_BATCH},
     {"weight-decay", required_argument, 0, OPT_WEIGHT_DECAY}, {"beta2", required_argument, 0, OPT_BETA2},
     {"clip", required_argument, 0, OPT_CLIP}, {"device", required_argument, 0, OPT_DEVICE},
+    {"reliability-every", required_argument, 0, OPT_RELIABILITY_EVERY},
+    {"reliability-n", required_argument, 0, OPT_RELIABILITY_N},
+    {"bucket-width", required_argument, 0, OPT_BUCKET_WIDTH}, {"probe-n", required_argument, 0, OPT_PROBE_N},
+    {"adaptive-threshold", required_argument, 0, OPT_ADAPTIVE_THRESHOLD},
+    {"no-positions", no_argument, 0, OPT_NO_POSITIONS},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
 static void help_task(void) {
@@ -49,11 +57,17 @@ static void help_task(void) {
            "teacher scores them, the student follows the per-token reverse KL.\n\n"
            "Horizon (H_k, at most the full horizon T):\n"
            "  -m, --method M        full (OPD) | popd (progressive) | topd (truncated) | linear | geometric\n"
+           "                        | adaptive (POPD's clock, grown only where a probe measured the teacher\n"
+           "                        reliable)\n"
            "      --max-new-tokens N  the full horizon T: the most new tokens a rollout has\n"
            "                        (default: longest reference solution + 1; old names: --horizon, -T)\n"
            "      --h0 N --dh N --dk N   POPD: H_k = min(T, h0 + dh * floor(k / dk))\n"
            "      --rho R           TOPD: H_k = ceil(rho * T) (default 0.25)\n"
            "      --growth G        geometric: H_k = min(T, ceil(h0 * G^floor(k / dk)))\n"
+           "      --probe-n N       adaptive: every dk steps N sequences (default 8) rolled out to T (not\n"
+           "                        trained on; their time and tokens count in the run's), scored by both\n"
+           "                        models; H grows by up to dh across buckets whose mean student/teacher\n"
+           "                        top-5 overlap is >= --adaptive-threshold X (default 0.5)\n"
            "Loss:\n"
            "      --loss L          rkl (sampled, default) | rkl-full | fkl | jsd | rkl-topk | rkl-seq\n"
            "      --beta B --topk-teacher K --gamma G --clamp C   loss knobs\n"
@@ -80,6 +94,15 @@ static void help_task(void) {
            "      --stop-after K    stop after K steps with a checkpoint, as if interrupted\n"
            "Evaluation (greedy pass@1, decoding to the full horizon T):\n"
            "      --eval CSV --eval-every N --eval-n N (100)\n"
+           "Diagnostics by position (outside train_seconds; ref/SPEC.md section 11):\n"
+           "      positions.csv     every step (CPU): step,bucket,pos_lo,pos_hi,count,rkl,overlap, the\n"
+           "                        masked reverse KL and top-5 overlap by bucket of the full horizon T\n"
+           "      --no-positions    do not compute or write positions.csv (the same trained bits)\n"
+           "      --reliability-every N  reliability.csv (step,bucket,pos,n,teacher_acc,student_acc):\n"
+           "                        the teacher's greedy accuracy continuing the student's greedy prefix\n"
+           "                        of pos tokens (default: the eval schedule; 0 off; needs --eval)\n"
+           "      --reliability-n N problems of the --eval CSV (default 50)\n"
+           "      --bucket-width N  positions per bucket, 1..8 (default 8)\n"
            "Text prompts and a real model's tokenizer: see 'opd distill --prompts F --help'.\n");
 }
 
@@ -154,6 +177,7 @@ static int distill_option(int c, const char *arg, distill_args *a, distill_knobs
     case OPT_EOS: a->eos = arg; return 0;
     case OPT_EVAL: a->evalp = arg; return 0;
     case OPT_RESUME: a->resume = 1; return 0;
+    case OPT_NO_POSITIONS: a->no_positions = 1; return 0;
     case 'm':
         if (opd_schedule_parse(arg, &a->dc.schedule.kind) == 0) return 0;
         fprintf(stderr, "opd distill: --method: %s\n", opd_last_error());
@@ -201,6 +225,12 @@ static int distill_option(int c, const char *arg, distill_args *a, distill_knobs
     case OPT_BETA2: return cli_float(C, "beta2", arg, 0, 0.999999, &a->oc.beta2);
     case OPT_CLIP: return cli_float(C, "clip", arg, 0, 1e9, &a->oc.grad_clip);
     case OPT_DEVICE: return cli_device(C, arg, &a->device);
+    case OPT_RELIABILITY_EVERY: return cli_int(C, "reliability-every", arg, 0, 1 << 30, &a->reliability_every);
+    case OPT_RELIABILITY_N: return cli_int(C, "reliability-n", arg, 1, 1 << 30, &a->reliability_n);
+    case OPT_BUCKET_WIDTH: return cli_int(C, "bucket-width", arg, 1, OPD_POSITION_BUCKET_MAX, &a->bucket_width);
+    case OPT_PROBE_N: return cli_int(C, "probe-n", arg, 1, 4096, &a->probe_n);
+    case OPT_ADAPTIVE_THRESHOLD:
+        return cli_float(C, "adaptive-threshold", arg, -1e6, 1e6, &a->dc.schedule.threshold);
     }
     return -2;   /* not an option of distill */
 }
@@ -234,6 +264,7 @@ int cmd_distill(int argc, char **argv) {
      * pass@1 in 200 steps with weight decay 0.01, none with 0. */
     a.oc.weight_decay = 0.0f;
     a.B = 8; a.samples = 1; a.steps = 100; a.eval_n = 100; a.seed = 1;
+    a.reliability_every = -1; a.reliability_n = 50; a.bucket_width = OPD_POSITION_BUCKET_MAX; a.probe_n = 8;
     distill_knobs kn = {.max_new_tokens = 0, .h0 = -1, .dh = -1, .dk = -1, .rho = -1, .growth = -1, .lr = -1};
     int text = asks_text(argc, argv);
     int c;

@@ -222,7 +222,7 @@ static int rl_run(const rl_args *a, const source *src, const source *es) {
         if (save) {
             if ((ret = opd_csv_log_flush(&slog)) != 0) goto done;
             if ((ret = distill_save_checkpoint(&student, &opt, ckpt, k, train_sec, tokens, a->seed, "grpo", "pg",
-                                               NULL)) != 0)
+                                               NULL, 0)) != 0)
                 goto done;
         }
         if (stop) {

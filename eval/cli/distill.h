@@ -17,6 +17,11 @@ typedef struct {
     int B, samples, steps, eval_every, eval_n, save_every, resume;
     int micro_batch;  /* sequences per micro-batch (0: the whole batch), ref/opd_dist.h */
     int stop_after;   /* stop (with a checkpoint) after this many steps, as if interrupted */
+    int reliability_every;  /* reliability.csv period (-1: the eval schedule; 0: off) */
+    int reliability_n;      /* problems of the --eval CSV it decodes */
+    int bucket_width;       /* positions per bucket of positions.csv / reliability.csv / the probe */
+    int probe_n;            /* adaptive: sequences of each probe */
+    int no_positions;       /* --no-positions: no positions.csv */
     uint64_t seed;
     opd_device_kind device;   /* --device: where the steps run (opd_device.h) */
 } distill_args;
@@ -28,14 +33,15 @@ int distill_run(const distill_args *a, const source *train, const source *evals)
 /* What `opd rl` (cmd_rl.c) shares with distill, so the two runs' files read
  * alike: eval.csv's columns for a source kind; one greedy pass@1
  * evaluation to T and its eval.csv row (log NULL: evaluate only); the
- * checkpoint with the metadata --resume reads (prompts NULL: not named);
+ * checkpoint with the metadata --resume reads (prompts NULL: not named;
+ * adaptive_horizon > 0: --method adaptive's current H, else not written);
  * and --resume's state from it (k0: the step to continue at). */
 void distill_eval_header(source_kind kind, const char *const **header, int *ncols);
 int distill_eval_log(const source *es, const opd_model *m, int eval_n, int max_new_tokens, uint64_t seed,
                      long step, double train_sec, long tokens, opd_csv_log *log);
 int distill_save_checkpoint(const opd_model *m, const opd_adamw *opt, const char *path, long step,
                             double sec, long tokens, uint64_t seed, const char *method, const char *loss,
-                            const char *prompts);
+                            const char *prompts, int adaptive_horizon);
 int distill_load_resume(const char *ckpt, opd_model *student, opd_adamw *opt, long *k0, long *tokens,
                         double *train_sec);
 
@@ -49,5 +55,9 @@ int distill_meta_seconds(const char *path, const char *key, double *out);
 int distill_resume_logs(opd_csv_log *slog, const char *slog_path, const char *const *shdr, int scols,
                         opd_csv_log *elog, const char *elog_path, const char *const *ehdr, int ecols,
                         long k0);
+/* A further log of a resumed run (positions.csv, reliability.csv): rows with
+ * step <= upto kept, a file of other columns refused, a missing one started
+ * anew (they are diagnostics, not the run's state); open on success. */
+int distill_resume_log(opd_csv_log *log, const char *path, const char *const *hdr, int cols, long upto);
 
 #endif

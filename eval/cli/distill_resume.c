@@ -115,6 +115,22 @@ int distill_resume_logs(opd_csv_log *slog, const char *slog_path, const char *co
     return rc;
 }
 
+int distill_resume_log(opd_csv_log *log, const char *path, const char *const *hdr, int cols, long upto) {
+    opd_csv_table old;
+    if (read_old_log(path, hdr, cols, &old) != 0) return -1;
+    if (!old.cell) {
+        /* a diagnostic, not the run's state: a run from before these files,
+         * or one whose file was moved away, goes on with a new one */
+        printf("%s: missing: a new one from step %ld on\n", path, upto + 1);
+        return opd_csv_log_open(log, path, hdr, cols);
+    }
+    opd_csv_log_init(log, path, hdr, cols);
+    int rc = append_old_rows(log, &old, upto, 0, path);
+    if (rc == 0) rc = opd_csv_log_flush(log);
+    if (rc != 0) opd_csv_log_discard(log);
+    return rc;
+}
+
 int distill_meta_long(const char *path, const char *key, long lo, long hi, long *out) {
     char *v = opd_checkpoint_meta(path, key);
     if (!v) return opd_set_error("%s: no '%s' in the checkpoint's metadata (not a distill checkpoint?)", path, key);
