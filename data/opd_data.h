@@ -187,6 +187,7 @@ typedef struct {
     /* appended, so {seed, min, max} initialisers still mean the chain */
     opd_task_family family;    /* OPD_TASK_CHAIN (0) unless set */
     int hops;                  /* plan: h in [1, OPD_TASK_PLAN_MAX_HOPS]; chain: unused */
+    int chase;                 /* plan: 1 = the chase written out (see above); chain: unused */
 } opd_task_config;
 
 /* One problem, plain fixed-size strings so an array of them is one block. */
