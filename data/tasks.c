@@ -41,6 +41,7 @@ void opd_task_config_default(opd_task_config *c) {
     c->family = OPD_TASK_CHAIN;
     c->hops = OPD_TASK_PLAN_HOPS_DEFAULT;  /* unused by the chain */
     c->chase = 0;
+    c->sorted = 0;
 }
 
 void opd_task_config_plan(opd_task_config *c) {
@@ -393,6 +394,8 @@ static void generate_plan(const opd_task_config *c, opd_split split, int index,
         for (int i = 0; i < OPD_TASK_MODULUS; i++)
             map[cycle[i]] = cycle[(i + 1) % OPD_TASK_MODULUS];
         draw_permutation(c->seed, stream, idx, PLAN_DRAW_ORDER, order);
+        if (c->sorted)
+            for (int i = 0; i < OPD_TASK_MODULUS; i++) order[i] = i;
         out->id = index;
         out->steps = n;
         out->answer = write_plan(map, order, ops, digits, n, hops, s, c->chase != 0, out->prompt,

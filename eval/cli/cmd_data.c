@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 /* long options without a short letter */
-enum { OPT_MIN_STEPS = 256, OPT_MAX_STEPS, OPT_TRAIN, OPT_VALID, OPT_TEST, OPT_FAMILY, OPT_HOPS, OPT_CHASE };
+enum { OPT_MIN_STEPS = 256, OPT_MAX_STEPS, OPT_TRAIN, OPT_VALID, OPT_TEST, OPT_FAMILY, OPT_HOPS, OPT_CHASE, OPT_SORTED };
 
 int cmd_data(int argc, char **argv) {
     static const struct option opts[] = {
@@ -15,13 +15,14 @@ int cmd_data(int argc, char **argv) {
         {"train", required_argument, 0, OPT_TRAIN}, {"valid", required_argument, 0, OPT_VALID},
         {"test", required_argument, 0, OPT_TEST}, {"family", required_argument, 0, OPT_FAMILY},
         {"hops", required_argument, 0, OPT_HOPS}, {"chase", no_argument, 0, OPT_CHASE},
+        {"sorted", no_argument, 0, OPT_SORTED},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opd_task_config tc;
     opd_task_config_default(&tc);
     const char *out = NULL;
     int n[3] = {4000, 200, 500};
     /* options given, applied over the family's defaults once all are read */
-    int min_steps = 0, max_steps = 0, hops = 0, chase = 0;
+    int min_steps = 0, max_steps = 0, hops = 0, chase = 0, sorted = 0;
     opd_task_family family = OPD_TASK_CHAIN;
     int c;
     optind = 1;
@@ -35,6 +36,7 @@ int cmd_data(int argc, char **argv) {
             if (opd_task_family_parse(optarg, &family) != 0) return cli_fail("data");
             break;
         case OPT_CHASE: chase = 1; break;
+        case OPT_SORTED: sorted = 1; break;
         case OPT_HOPS: if (cli_int("data", "hops", optarg, 1, OPD_TASK_PLAN_MAX_HOPS, &hops)) return 2; break;
         case OPT_TRAIN: if (cli_int("data", "train", optarg, 1, 10000000, &n[0])) return 2; break;
         case OPT_VALID: if (cli_int("data", "valid", optarg, 1, 10000000, &n[1])) return 2; break;
@@ -53,7 +55,8 @@ int cmd_data(int argc, char **argv) {
                    "      --hops N         plan: hops, 1..%d (default %d)\n"
                    "      --chase          plan: the start written as its key letter, and the\n"
                    "                       solution writes the chase out first, a key and its\n"
-                   "                       value per hop (\"C7H2\"), then the chain steps\n",
+                   "                       value per hop (\"C7H2\"), then the chain steps\n"
+                   "      --sorted         plan: the map's pairs in key order (A.. J), not shuffled\n",
                    OPD_TASK_MAX_STEPS, OPD_TASK_PLAN_MAX_STEPS, OPD_TASK_PLAN_MAX_HOPS,
                    OPD_TASK_PLAN_HOPS_DEFAULT);
             return 0;
@@ -68,8 +71,9 @@ int cmd_data(int argc, char **argv) {
     if (max_steps) tc.max_steps = max_steps;
     if (hops) tc.hops = hops;
     tc.chase = chase;
-    if (chase && tc.family != OPD_TASK_PLAN) {
-        fprintf(stderr, "opd data: --chase needs --family plan\n");
+    tc.sorted = sorted;
+    if ((chase || sorted) && tc.family != OPD_TASK_PLAN) {
+        fprintf(stderr, "opd data: --chase and --sorted need --family plan\n");
         return cli_usage_error("data");
     }
     if (opd_task_config_validate(&tc) != 0) return cli_fail("data");
