@@ -100,14 +100,45 @@
  * decision, and the tokens beyond it add cost but little signal. Expected:
  * TOPD at rho = 0.1 about matches full OPD here, while on the chain it does
  * not. That is the design's expectation, not a measurement: issue 18 asks
- * for the runs that show it. A first probe did not bear out the teacher's
- * side: SFT at the demo preset's scale (4000 training problems, steps [4,
- * 10]; the 4-layer d = 128 teacher 2000 steps, the 2-layer d = 64 student
- * 3000, lr 3e-3, batch 32) left every model's decision at chance (6-12.5%,
- * measured teacher-forced at the decision token on 200 test problems) for
- * h = 1 and 2, while the routine tokens reached 84-100%. A teacher that
- * knows the decision needs more than that (data, steps, or h = 1 with a
- * longer run): calibrate h and the teacher before relying on this regime.
+ * for the runs that show it.
+ *
+ * Two knobs (opd data --chase, --sorted; off by default, so the plan
+ * problems above are unchanged). With chase (opd_task_config.chase) the
+ * start is written as its key letter and the solution first writes the
+ * chase out, a key and its value per hop, then the chain solution from the
+ * last value: for the example above with start key D,
+ *
+ *   prompt   "A7B8C9D0E1F2G3H4I5J6a+7b*3c-5==D>"
+ *   solution "D0A7a7+7=4b4*3=2c2-5=7>7"      answer 7
+ *
+ * so each hop is the routine's copy (the token after a key written just
+ * before), and for h = 1 the decision is still solution character 1. With
+ * sorted (opd_task_config.sorted) the pairs are written in key order A..J,
+ * so with a fixed n every value sits at a fixed position. The solution is
+ * 2h characters longer with chase (opd_task_solution_len(n) + 2h).
+ *
+ * Measured (one seed each, 1 thread on the shared 2-core machine, decision
+ * and routine teacher-forced on 200 test problems by eval/experiment/tf_acc,
+ * 50000 training problems so no decision is seen twice, batch 32, lr 3e-3):
+ *   - h = 1, steps [2, 4], no knob: the teacher's greedy pass@1 stayed at
+ *     chance (0.085-0.115) through 1500 steps (about 5 min) while its loss
+ *     fell to 0.16 (the routine learned): the 3-minute budget is too short.
+ *   - h = 1, steps [2, 4], chase: teacher 800 steps (3 min): decision 0.105,
+ *     routine 0.984 per token. The content lookup in a shuffled map is not
+ *     learned in time even when its key is the current token.
+ *   - h = 1, steps 3..3, chase + sorted: the teacher (800 steps, 129 s)
+ *     learns it: decision 1.000, routine 0.989 per token, greedy pass@1
+ *     0.830 (valid) / 0.800 (test). But so does the 2-layer d = 64 student,
+ *     and BEFORE its routine: after 250 SFT steps decision 0.345, routine
+ *     0.867; 300 steps 1.000 / 0.922 (pass@1 0.25); 400 steps 1.000 /
+ *     0.963. No warm start is worse at the decision and good at the routine:
+ *     here the decision is the easy part, and the gap to the teacher is in
+ *     the routine tail, as on the chain. See the README for the distillation
+ *     runs from the 250-step student.
+ * So the early-decision regime is not yet shown: a decision the teacher
+ * learns in 3 minutes was, in these tries, one a 2-layer student learns as
+ * fast; what separates them (depth: h >= 2 with chase + sorted, or a longer
+ * teacher run for the shuffled map) is the next thing to measure.
  *
  * Everything else is shared with the chain: the vocabulary (data/vocab.txt,
  * no new token), the solution format and so opd_task_answer, the split
@@ -187,6 +218,8 @@ typedef struct {
     /* appended, so {seed, min, max} initialisers still mean the chain */
     opd_task_family family;    /* OPD_TASK_CHAIN (0) unless set */
     int hops;                  /* plan: h in [1, OPD_TASK_PLAN_MAX_HOPS]; chain: unused */
+    int chase;                 /* plan: 1 = the chase written out (see above); chain: unused */
+    int sorted;                /* plan: 1 = the map's pairs written in key order A..J */
 } opd_task_config;
 
 /* One problem, plain fixed-size strings so an array of them is one block. */

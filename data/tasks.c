@@ -40,6 +40,8 @@ void opd_task_config_default(opd_task_config *c) {
     c->max_steps = 40;
     c->family = OPD_TASK_CHAIN;
     c->hops = OPD_TASK_PLAN_HOPS_DEFAULT;  /* unused by the chain */
+    c->chase = 0;
+    c->sorted = 0;
 }
 
 void opd_task_config_plan(opd_task_config *c) {
@@ -343,11 +345,19 @@ static int follow(const int *map, int s, int hops) {
 }
 
 /* The plan prompt of map (10), its keys written in `order` (10), the steps,
- * hops and start key; the solution is the chain's from pi^h(s). */
+ * hops and start key; the solution is the chain's from pi^h(s). With chase,
+ * the start is written as its key letter and the solution first writes the
+ * chase out, a key and the value it maps to per hop: K(s) pi(s) K(pi(s)) ... */
 static int write_plan(const int *map, const int *order, const char *ops, const int *digits,
-                      int n, int hops, int s, char *prompt, char *solution) {
+                      int n, int hops, int s, int chase, char *prompt, char *solution) {
     char chain_prompt[OPD_TASK_PROMPT_MAX];
-    int answer = write_problem(follow(map, s, hops), ops, digits, n, chain_prompt, solution);
+    int q = 0;
+    if (chase)
+        for (int i = 0, v = s; i < hops; i++, v = map[v]) {
+            solution[q++] = (char)('A' + v);
+            solution[q++] = (char)('0' + map[v]);
+        }
+    int answer = write_problem(follow(map, s, hops), ops, digits, n, chain_prompt, solution + q);
     int p = 0;
     for (int i = 0; i < OPD_TASK_MODULUS; i++) {
         prompt[p++] = (char)('A' + order[i]);
@@ -357,7 +367,7 @@ static int write_plan(const int *map, const int *order, const char *ops, const i
     memcpy(prompt + p, chain_prompt + 1, (size_t)(3 * n));
     p += 3 * n;
     for (int i = 0; i < hops; i++) prompt[p++] = '=';
-    prompt[p++] = (char)('0' + s);
+    prompt[p++] = (char)((chase ? 'A' : '0') + s);
     prompt[p++] = '>';
     prompt[p] = '\0';
     return answer;
@@ -384,9 +394,12 @@ static void generate_plan(const opd_task_config *c, opd_split split, int index,
         for (int i = 0; i < OPD_TASK_MODULUS; i++)
             map[cycle[i]] = cycle[(i + 1) % OPD_TASK_MODULUS];
         draw_permutation(c->seed, stream, idx, PLAN_DRAW_ORDER, order);
+        if (c->sorted)
+            for (int i = 0; i < OPD_TASK_MODULUS; i++) order[i] = i;
         out->id = index;
         out->steps = n;
-        out->answer = write_plan(map, order, ops, digits, n, hops, s, out->prompt, out->solution);
+        out->answer = write_plan(map, order, ops, digits, n, hops, s, c->chase != 0, out->prompt,
+                                 out->solution);
         if (opd_task_split_of(out->prompt) == split) return;
     }
 }
@@ -438,11 +451,14 @@ static int solve_plan(const char *prompt, char *solution, size_t cap, int *steps
     if (hops < 1 || hops > OPD_TASK_PLAN_MAX_HOPS)
         return opd_set_error("plan prompt \"%.60s\": %d hops ('='), expected 1 to %d", prompt,
                              hops, OPD_TASK_PLAN_MAX_HOPS);
-    if (p + 2 != len || !is_digit(prompt[p]) || prompt[p + 1] != '>')
-        return opd_set_error("plan prompt \"%.60s\": position %zu: expected the start key digit "
-                             "and the final '>' ending the prompt", prompt, p);
+    if (p + 2 != len || !(is_digit(prompt[p]) || is_map_key(prompt[p])) || prompt[p + 1] != '>')
+        return opd_set_error("plan prompt \"%.60s\": position %zu: expected the start key (a "
+                             "digit, or its letter A..J: the chase) and the final '>' ending the "
+                             "prompt", prompt, p);
     char pbuf[OPD_TASK_PROMPT_MAX], sbuf[OPD_TASK_SOLUTION_MAX];
-    int answer = write_plan(map, order, ops, digits, n, hops, prompt[p] - '0', pbuf, sbuf);
+    int chase = is_map_key(prompt[p]);
+    int answer = write_plan(map, order, ops, digits, n, hops, prompt[p] - (chase ? 'A' : '0'), chase,
+                            pbuf, sbuf);
     if (solution) {
         size_t slen = strlen(sbuf);
         if (slen + 1 > cap)

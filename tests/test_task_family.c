@@ -108,7 +108,7 @@ static void test_plan_answers_verify(void) {
             for (int hops = 1; hops <= OPD_TASK_PLAN_MAX_HOPS; hops++)
                 for (int split = 0; split < 3; split++)
                     for (int i = 0; i < 2; i++) {
-                        opd_task_config c = {seed, steps, steps, OPD_TASK_PLAN, hops};
+                        opd_task_config c = {.seed = seed, .min_steps = steps, .max_steps = steps, .family = OPD_TASK_PLAN, .hops = hops};
                         CU_ASSERT_EQUAL(opd_task_config_validate(&c), 0);
                         opd_task t;
                         opd_task_generate(&c, (opd_split)split, i, &t);
@@ -237,13 +237,66 @@ static void test_plan_reproducible_and_keyed(void) {
     opd_dataset_free(a); opd_dataset_free(b); opd_dataset_free(d); opd_dataset_free(e);
 }
 
+/* --sorted (opd_task_config.sorted): the map's pairs in key order A..J.
+ * --chase (opd_task_config.chase): the start written as its key letter, the
+ * solution = the chase written out ("K(s) pi(s) K(pi(s)) ...", a key and its
+ * value per hop, read here from the prompt's map) + the solution of the same
+ * prompt with the start digit; the last hop's value is v0. */
+static void test_plan_chase(void) {
+    int checked = 0, bad = 0;
+    for (uint64_t seed = 0; seed < 3; seed++)
+        for (int steps = 1; steps <= OPD_TASK_PLAN_MAX_STEPS; steps += 5)
+            for (int hops = 1; hops <= OPD_TASK_PLAN_MAX_HOPS; hops++)
+                for (int i = 0; i < 8; i++) {
+                    /* odd i: the map sorted (--sorted) too */
+                    opd_task_config c = {.seed = seed, .min_steps = steps, .max_steps = steps,
+                                         .family = OPD_TASK_PLAN, .hops = hops, .chase = 1,
+                                         .sorted = i % 2};
+                    CU_ASSERT_EQUAL(opd_task_config_validate(&c), 0);
+                    opd_task t;
+                    opd_task_generate(&c, (opd_split)(i % 3), i, &t);
+                    size_t len = strlen(t.prompt);
+                    int map[10];
+                    for (int k = 0; k < 10; k++) map[t.prompt[2 * k] - 'A'] = t.prompt[2 * k + 1] - '0';
+                    char digit[OPD_TASK_PROMPT_MAX], plain[OPD_TASK_SOLUTION_MAX],
+                        want[OPD_TASK_SOLUTION_MAX];
+                    int s = t.prompt[len - 2] - 'A', q = 0;
+                    for (int j = 0, v = s; j < hops; j++, v = map[v]) {
+                        want[q++] = (char)('A' + v);
+                        want[q++] = (char)('0' + map[v]);
+                    }
+                    strcpy(digit, t.prompt);
+                    digit[len - 2] = (char)('0' + s);
+                    int plain_ans = opd_task_solve(digit, plain, sizeof plain, NULL);
+                    strcpy(want + q, plain);
+                    int in_order = 1;
+                    for (int k = 0; k < 10; k++) in_order &= t.prompt[2 * k] == 'A' + k;
+                    int ok = s >= 0 && s < 10 && strcmp(t.solution, want) == 0 &&
+                             (!c.sorted || in_order) &&
+                             plain_ans == t.answer && want[q + 1] == want[q - 1] &&
+                             opd_task_verify(t.prompt, t.solution) == 1 &&
+                             opd_task_first_error(t.prompt, t.solution) == -1 &&
+                             opd_task_family_of(t.prompt) == OPD_TASK_PLAN &&
+                             (int)strlen(t.prompt) == opd_task_plan_prompt_len(steps, hops) &&
+                             (int)strlen(t.solution) == opd_task_solution_len(steps) + 2 * hops;
+                    if (!ok && bad++ < 3) printf("\n      FAIL %s / %s", t.prompt, t.solution);
+                    checked++;
+                }
+    CU_ASSERT_EQUAL(bad, 0);
+    /* the example of opd_data.h */
+    char sol[OPD_TASK_SOLUTION_MAX];
+    CU_ASSERT_EQUAL(opd_task_solve("A7B8C9D0E1F2G3H4I5J6a+7b*3c-5==D>", sol, sizeof sol, NULL), 7);
+    CU_ASSERT_STRING_EQUAL(sol, "D0A7a7+7=4b4*3=2c2-5=7>7");
+    printf("\n      %d chase problems verified (half with the map sorted)", checked);
+}
+
 static int cmp_str(const void *x, const void *y) {
     return strcmp(*(const char *const *)x, *(const char *const *)y);
 }
 
 static void test_plan_splits_disjoint(void) {
     /* one step, one hop: the smallest plan problems */
-    opd_task_config c = {5, 1, 1, OPD_TASK_PLAN, 1};
+    opd_task_config c = {.seed = 5, .min_steps = 1, .max_steps = 1, .family = OPD_TASK_PLAN, .hops = 1};
     int n[3] = {3000, 600, 600}, wrong_part = 0, total = 0;
     const char **all = malloc(4200 * sizeof *all);
     opd_task *t[3];
@@ -341,7 +394,7 @@ static void test_plan_malformed_and_config(void) {
     CU_ASSERT_EQUAL(opd_task_family_parse("tree", &f), -1);
     CU_ASSERT_STRING_EQUAL(opd_task_family_name(OPD_TASK_PLAN), "plan");
     /* an unvalidated config is clamped into range, as the chain's */
-    opd_task_config wild = {3, -5, 1000, OPD_TASK_PLAN, 99};
+    opd_task_config wild = {.seed = 3, .min_steps = -5, .max_steps = 1000, .family = OPD_TASK_PLAN, .hops = 99};
     opd_task t;
     opd_task_generate(&wild, OPD_SPLIT_TRAIN, 0, &t);
     CU_ASSERT_EQUAL(opd_task_verify(t.prompt, t.solution), 1);
@@ -361,6 +414,7 @@ int main(void) {
         {"plan: train / valid / test disjoint", test_plan_splits_disjoint},
         {"plan: same vocabulary; CSV round trip through the checked reader", test_plan_vocabulary_and_csv},
         {"plan: malformed prompts and configs refused", test_plan_malformed_and_config},
+        {"plan: --chase writes the chase out, answers verify", test_plan_chase},
         {0, 0}};
     opd_test_suite("task families", families);
     int rc = opd_test_run();
