@@ -16,7 +16,7 @@ enum {
     OPT_TOPK_TEACHER, OPT_GAMMA, OPT_CLAMP, OPT_REDUCTION, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P,
     OPT_SAMPLES, OPT_EVAL, OPT_EVAL_EVERY, OPT_EVAL_N, OPT_SAVE_EVERY, OPT_RESUME, OPT_WARMUP,
     OPT_STOP_AFTER, OPT_MICRO_BATCH, OPT_WEIGHT_DECAY, OPT_BETA2, OPT_CLIP, OPT_DEVICE,
-    OPT_RELIABILITY_EVERY, OPT_RELIABILITY_N, OPT_BUCKET_WIDTH, OPT_PROBE_N, OPT_ADAPTIVE_THRESHOLD,
+    OPT_RELIABILITY_EVERY, OPT_RELIABILITY_N, OPT_BUCKET_WIDTH, OPT_PROBE_N, OPT_ADAPTIVE_THRESHOLD, OPT_OVERLAP_K,
     OPT_NO_POSITIONS,
 };
 
@@ -48,6 +48,7 @@ static const struct option opts[] = {
     {"reliability-n", required_argument, 0, OPT_RELIABILITY_N},
     {"bucket-width", required_argument, 0, OPT_BUCKET_WIDTH}, {"probe-n", required_argument, 0, OPT_PROBE_N},
     {"adaptive-threshold", required_argument, 0, OPT_ADAPTIVE_THRESHOLD},
+    {"overlap-k", required_argument, 0, OPT_OVERLAP_K},
     {"no-positions", no_argument, 0, OPT_NO_POSITIONS},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 
@@ -67,7 +68,9 @@ static void help_task(void) {
            "      --probe-n N       adaptive: every dk steps N sequences (default 8) rolled out to T (not\n"
            "                        trained on; their time and tokens count in the run's), scored by both\n"
            "                        models; H grows by up to dh across buckets whose mean student/teacher\n"
-           "                        top-5 overlap is >= --adaptive-threshold X (default 0.5)\n"
+           "                        top-k overlap is >= --adaptive-threshold X (default 0.5)\n"
+           "      --overlap-k K     k of the top-k overlap in positions.csv and the probe (default %d;\n"
+           "                        1: top-1 agreement)\n"
            "Loss:\n"
            "      --loss L          rkl (sampled, default) | rkl-full | fkl | jsd | rkl-topk | rkl-seq\n"
            "      --beta B --topk-teacher K --gamma G --clamp C   loss knobs\n"
@@ -96,14 +99,15 @@ static void help_task(void) {
            "      --eval CSV --eval-every N --eval-n N (100)\n"
            "Diagnostics by position (outside train_seconds; ref/SPEC.md section 11):\n"
            "      positions.csv     every step (CPU): step,bucket,pos_lo,pos_hi,count,rkl,overlap, the\n"
-           "                        masked reverse KL and top-5 overlap by bucket of the full horizon T\n"
+           "                        masked reverse KL and top-k overlap by bucket of the full horizon T\n"
            "      --no-positions    do not compute or write positions.csv (the same trained bits)\n"
            "      --reliability-every N  reliability.csv (step,bucket,pos,n,teacher_acc,student_acc):\n"
            "                        the teacher's greedy accuracy continuing the student's greedy prefix\n"
            "                        of pos tokens (default: the eval schedule; 0 off; needs --eval)\n"
            "      --reliability-n N problems of the --eval CSV (default 50)\n"
            "      --bucket-width N  positions per bucket, 1..8 (default 8)\n"
-           "Text prompts and a real model's tokenizer: see 'opd distill --prompts F --help'.\n");
+           "Text prompts and a real model's tokenizer: see 'opd distill --prompts F --help'.\n",
+           OPD_OVERLAP_TOPK);
 }
 
 static void help_text(void) {
@@ -229,6 +233,7 @@ static int distill_option(int c, const char *arg, distill_args *a, distill_knobs
     case OPT_RELIABILITY_N: return cli_int(C, "reliability-n", arg, 1, 1 << 30, &a->reliability_n);
     case OPT_BUCKET_WIDTH: return cli_int(C, "bucket-width", arg, 1, OPD_POSITION_BUCKET_MAX, &a->bucket_width);
     case OPT_PROBE_N: return cli_int(C, "probe-n", arg, 1, 4096, &a->probe_n);
+    case OPT_OVERLAP_K: return cli_int(C, "overlap-k", arg, 1, OPD_OVERLAP_TOPK_MAX, &a->overlap_k);
     case OPT_ADAPTIVE_THRESHOLD:
         return cli_float(C, "adaptive-threshold", arg, -1e6, 1e6, &a->dc.schedule.threshold);
     }
@@ -264,7 +269,7 @@ int cmd_distill(int argc, char **argv) {
      * pass@1 in 200 steps with weight decay 0.01, none with 0. */
     a.oc.weight_decay = 0.0f;
     a.B = 8; a.samples = 1; a.steps = 100; a.eval_n = 100; a.seed = 1;
-    a.reliability_every = -1; a.reliability_n = 50; a.bucket_width = OPD_POSITION_BUCKET_MAX; a.probe_n = 8;
+    a.reliability_every = -1; a.reliability_n = 50; a.bucket_width = OPD_POSITION_BUCKET_MAX; a.probe_n = 8; a.overlap_k = OPD_OVERLAP_TOPK;
     distill_knobs kn = {.max_new_tokens = 0, .h0 = -1, .dh = -1, .dk = -1, .rho = -1, .growth = -1, .lr = -1};
     int text = asks_text(argc, argv);
     int c;

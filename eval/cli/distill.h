@@ -21,6 +21,7 @@ typedef struct {
     int reliability_n;      /* problems of the --eval CSV it decodes */
     int bucket_width;       /* positions per bucket of positions.csv / reliability.csv / the probe */
     int probe_n;            /* adaptive: sequences of each probe */
+    int overlap_k;          /* k of the top-k overlap (positions.csv, the probe) */
     int no_positions;       /* --no-positions: no positions.csv */
     uint64_t seed;
     opd_device_kind device;   /* --device: where the steps run (opd_device.h) */

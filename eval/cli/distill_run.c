@@ -149,7 +149,7 @@ static int adaptive_probe(const distill_args *a, const source *src, opd_model *s
     int *prompts, *pad, P;
     source_batch(src, idx, n, &prompts, &pad, &P);
     opd_position_stats_reset(profile);
-    int rc = opd_step_probe(student, teacher, dc, k, prompts, pad, ids, n, P, OPD_OVERLAP_TOPK, profile,
+    int rc = opd_step_probe(student, teacher, dc, k, prompts, pad, ids, n, P, a->overlap_k, profile,
                             tokens);
     free(prompts); free(pad); free(idx); free(ids);
     if (rc != 0) return -1;
@@ -326,7 +326,7 @@ int distill_run(const distill_args *a, const source *src, const source *es) {
     have_logs = writer;
     opd_csv_log *el = writer ? &elog : NULL;   /* eval.csv: rank 0 only */
     if (positions) {
-        if ((rc = opd_position_diag_init(&pd, max_new_tokens, a->bucket_width, OPD_OVERLAP_TOPK)) != 0) goto done;
+        if ((rc = opd_position_diag_init(&pd, max_new_tokens, a->bucket_width, a->overlap_k)) != 0) goto done;
         dc.positions = &pd;
         if (writer) {
             rc = a->resume ? distill_resume_log(&plog, plog_path, position_log_header, POSITION_LOG_COLS, k0 - 1)
