@@ -2,7 +2,7 @@
 # experiment.sh — the paper's comparison over seeds, with intervals.
 #
 #   sh eval/experiment/experiment.sh [--preset demo|paper] [--seeds N] [--jobs J]
-#                                    [--out DIR] [--opd PATH]
+#                                    [--regimes chain,plan] [--out DIR] [--opd PATH]
 #
 # For each regime (the task the teacher's signal lives in) and each teacher:
 #   - the data, the teacher(s) and the student warm starts (one per seed);
@@ -12,8 +12,9 @@
 #   - `opd summarize`: mean and 95% bootstrap interval over seeds, paired
 #     differences against full OPD, time to target; then the plots.
 # Regimes: "chain", the control (the teacher's signal is spread along the
-# horizon), and "plan", where the decision that fixes the answer is the
-# first solution tokens (data/opd_data.h). Teachers: "rl", made the paper's
+# horizon), and "plan" (--regimes chain,plan; not in the presets), where the
+# decision that fixes the answer is the first solution tokens
+# (data/opd_data.h). Teachers: "rl", made the paper's
 # way (the student's own base improved by GRPO on the verifiable reward,
 # `opd rl`), and "sft", a larger model trained by SFT.
 # Per seed S: a new student warm start (SFT seed 100 + S) and new rollout
@@ -35,6 +36,7 @@ out=""
 seeds=""
 jobs=""
 job=""
+regimes=""
 OPD=${OPD:-./opd}
 self=$0
 while [ $# -gt 0 ]; do
@@ -44,8 +46,9 @@ while [ $# -gt 0 ]; do
     --opd) OPD=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
+    --regimes) regimes=$(echo "$2" | tr ',' ' '); shift 2 ;;
     --job) shift; job="$*"; [ -n "$job" ] || { echo "experiment.sh: --job needs a job" >&2; exit 2; }; break ;;   # internal: one run
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "experiment.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -89,13 +92,15 @@ demo)   # a few minutes on 2 cores: one regime, the SFT teacher, one seed
     TEACHER_SEEDS="11"
     [ -n "$seeds" ] || seeds=1
     ;;
-paper)  # make experiment: both regimes, both teachers, 5 seeds, the horizon sweep
-    REGIMES="chain plan"
+paper)  # make experiment: both teachers, 5 seeds, the horizon sweep
+    # the plan regime is not in by default: no warm start of it has been
+    # found that OPD teaches within 200 steps (README); --regimes chain,plan
+    REGIMES="chain"
     TEACHERS="rl sft"
     # with the first teacher: every method and the sweep rho = 0.05 .. 1 (full)
     METHODS_FIRST="full popd adaptive topd05 topd10 topd25 topd50 rlvr"
-    # with the second: the paper's three
-    METHODS_SECOND="full popd topd10"
+    # with the second: the paper's methods and adaptive
+    METHODS_SECOND="full popd adaptive topd10 topd25"
     TEACHER_SEEDS="11 21 31"
     [ -n "$seeds" ] || seeds=5
     ;;
@@ -116,6 +121,7 @@ tiny)   # the tests' (tests/test_experiment.sh): seconds, not a result
     ;;
 *) echo "experiment.sh: unknown preset '$preset' (demo, paper, tiny)" >&2; exit 2 ;;
 esac
+[ -n "$regimes" ] && REGIMES=$regimes
 case "$seeds" in ''|*[!0-9]*|0) echo "experiment.sh: --seeds must be a positive integer" >&2; exit 2 ;; esac
 SEEDS=$(seq 1 "$seeds")
 first_teacher=${TEACHERS%% *}
@@ -124,7 +130,9 @@ data_args() {   # the task of each regime
     [ "$preset" = tiny ] && { echo "--min-steps 1 --max-steps 3 --train 200 --valid 20 --test $EVAL_N"; return; }
     case "$1" in
     chain) echo "--min-steps 4 --max-steps 10 --train 4000 --valid 100 --test $EVAL_N" ;;
-    plan) echo "--family plan --min-steps 4 --max-steps 10 --train 4000 --valid 100 --test $EVAL_N" ;;
+    # the plan family's calibrated form (data/opd_data.h): a teacher learns
+    # its decision in 800 SFT steps; see README for why it is not run by default
+    plan) echo "--family plan --hops 1 --chase --sorted --min-steps 3 --max-steps 3 --train 50000 --valid 200 --test $EVAL_N" ;;
     esac
 }
 method_args() {
