@@ -269,9 +269,9 @@ for r in $REGIMES; do
             echo "## $r, teacher $t"
             echo
             if [ "$t" = rl ]; then
-                echo "teacher (GRPO from the student's seed-0 base), over RL seeds: $($OPD summarize --evals "$(ls $R/teacher_rl/seed*_eval.csv | tr '\n' ',' | sed 's/,$//')")"
+                echo "teacher (GRPO from the student's seed-0 base), over RL seeds: $($OPD summarize --evals "$(ls $R/teacher_rl/seed*_eval.csv | tr '\n' ',' | sed 's/,$//')"); the one used: RL seed 1, pass@1 $(awk -F, '$1 == "pass@1" && $2 == "all" {print $3}' "$R/teacher_rl/seed1_eval.csv")"
             else
-                echo "teacher (SFT, $TEACHER), over SFT seeds: $($OPD summarize --evals "$(ls $R/teacher_sft/seed*_eval.csv | tr '\n' ',' | sed 's/,$//')")"
+                echo "teacher (SFT, $TEACHER), over SFT seeds: $($OPD summarize --evals "$(ls $R/teacher_sft/seed*_eval.csv | tr '\n' ',' | sed 's/,$//')"); the one used: SFT seed ${TEACHER_SEEDS%% *}, pass@1 $(awk -F, '$1 == "pass@1" && $2 == "all" {print $3}' "$R/teacher_sft/seed${TEACHER_SEEDS%% *}_eval.csv")"
             fi
             echo
             echo "student warm starts, over seeds: $($OPD summarize --evals "$(for s in $SEEDS; do printf '%s,' "$R/base/seed${s}_eval.csv"; done | sed 's/,$//')")"
@@ -344,10 +344,12 @@ plot "$D/sweep.dat" using 1:5 with linespoints title "train seconds", \
 unset multiplot
 GP
         fi
-        # teacher reliability by position, for one run of full OPD
-        if [ -f "$D/full/seed1/positions.csv" ] && [ -f "$(dirname "$self")/plot_positions.sh" ]; then
-            sh "$(dirname "$self")/plot_positions.sh" "$D/full/seed1" "$D/positions_full_seed1" || true
-        fi
+        # teacher reliability by position: seed 1 of full OPD and of TOPD 0.1
+        for m in full topd10; do
+            if [ -f "$D/$m/seed1/positions.csv" ] && [ -f "$(dirname "$self")/plot_positions.sh" ]; then
+                sh "$(dirname "$self")/plot_positions.sh" "$D/$m/seed1" "$D/positions_${m}_seed1" || true
+            fi
+        done
     done
 done
 echo "== [$preset] done in $(( $(date +%s) - start )) s"
