@@ -140,6 +140,27 @@
  * fast; what separates them (depth: h >= 2 with chase + sorted, or a longer
  * teacher run for the shuffled map) is the next thing to measure.
  *
+ * A third family: "shift", a one-token habit at the start
+ * ----------------------------------------------------------
+ * The plan family's decision turned out hard to teach (above). The shift
+ * family makes the early signal as small as it can be: its prompt is a chain
+ * prompt with '=' before the final '>', and its rule is one change at the
+ * start, v0 = s + 1 (mod 10) in place of v0 = s:
+ *
+ *   prompt   "4a+7b*3c-5=>"
+ *   solution "a5+7=2b2*3=6c6-5=1>1"          answer 1
+ *
+ * (the chain solution of "5a+7b*3c-5>", byte for byte). A student trained
+ * on the chain has exactly the wrong habit at solution character 1 (it
+ * copies s) and a routine that is already right after it; a teacher
+ * trained on shift problems knows the fix, a 10-entry table change any
+ * model here can represent. Every step is a bijection, so a wrong v0 is a
+ * wrong answer. TOPD's horizon ceil(rho T) >= 2 for rho = 0.1 and T >= 11
+ * contains it. A shift prompt is told apart by its last two characters
+ * ("=>": a chain prompt ends with a digit and '>'); its draws are keyed
+ * apart from the chain's (stream + 2^25), so the chain's problems are
+ * unchanged. At most OPD_TASK_SHIFT_MAX_STEPS steps.
+ *
  * Everything else is shared with the chain: the vocabulary (data/vocab.txt,
  * no new token), the solution format and so opd_task_answer, the split
  * hash, the CSV format (steps = n), opd_task_solve / _verify / _first_error,
@@ -206,7 +227,8 @@ int opd_tok_decode(const opd_tokenizer *tok, const int *ids, int n, char *out,
 typedef enum { OPD_SPLIT_TRAIN = 0, OPD_SPLIT_VALID = 1, OPD_SPLIT_TEST = 2 } opd_split;
 
 /* The task families (see the header comment); the chain is the default. */
-typedef enum { OPD_TASK_CHAIN = 0, OPD_TASK_PLAN = 1 } opd_task_family;
+typedef enum { OPD_TASK_CHAIN = 0, OPD_TASK_PLAN = 1, OPD_TASK_SHIFT = 2 } opd_task_family;
+#define OPD_TASK_SHIFT_MAX_STEPS (OPD_TASK_MAX_STEPS - 1)   /* its prompt has one more character */
 #define OPD_TASK_PLAN_MAX_STEPS 26     /* labels a..z: A..J are the map's keys */
 #define OPD_TASK_PLAN_MAX_HOPS 3
 #define OPD_TASK_PLAN_HOPS_DEFAULT 2

@@ -54,9 +54,12 @@ void opd_task_config_plan(opd_task_config *c) {
 static int plan_config_validate(const opd_task_config *c);
 
 int opd_task_config_validate(const opd_task_config *c) {
-    if (c->family != OPD_TASK_CHAIN && c->family != OPD_TASK_PLAN)
-        return opd_set_error("task: unknown family %d (chain, plan)", (int)c->family);
+    if (c->family != OPD_TASK_CHAIN && c->family != OPD_TASK_PLAN && c->family != OPD_TASK_SHIFT)
+        return opd_set_error("task: unknown family %d (chain, plan, shift)", (int)c->family);
     if (c->family == OPD_TASK_PLAN) return plan_config_validate(c);
+    if (c->family == OPD_TASK_SHIFT && c->max_steps > OPD_TASK_SHIFT_MAX_STEPS)
+        return opd_set_error("task shift: max_steps %d out of range [min_steps=%d, %d]",
+                             c->max_steps, c->min_steps, OPD_TASK_SHIFT_MAX_STEPS);
     if (c->min_steps < 1 || c->min_steps > OPD_TASK_MAX_STEPS)
         return opd_set_error("task: min_steps %d out of range [1, %d]", c->min_steps,
                              OPD_TASK_MAX_STEPS);
@@ -166,19 +169,25 @@ static int write_problem(int v0, const char *ops, const int *digits, int n,
 static void generate_plan(const opd_task_config *c, opd_split split, int index,
                           opd_task *out);
 
+/* a shift problem's draws are keyed apart from every chain and plan problem's */
+#define SHIFT_STREAM (1u << 25)
+
 void opd_task_generate(const opd_task_config *c, opd_split split, int index,
                        opd_task *out) {
     if (c->family == OPD_TASK_PLAN) { generate_plan(c, split, index, out); return; }
+    const int shift = c->family == OPD_TASK_SHIFT;  /* its prompt is one character longer */
     char ops[OPD_TASK_MAX_STEPS];
     int digits[OPD_TASK_MAX_STEPS];
     /* clamp a config that skipped opd_task_config_validate into range */
     int lo = c->min_steps < 1 ? 1 : c->min_steps > OPD_TASK_MAX_STEPS ? OPD_TASK_MAX_STEPS : c->min_steps;
     int hi = c->max_steps < lo ? lo : c->max_steps > OPD_TASK_MAX_STEPS ? OPD_TASK_MAX_STEPS : c->max_steps;
+    if (shift && lo > OPD_TASK_SHIFT_MAX_STEPS) lo = OPD_TASK_SHIFT_MAX_STEPS;
+    if (shift && hi > OPD_TASK_SHIFT_MAX_STEPS) hi = OPD_TASK_SHIFT_MAX_STEPS;
     int span = hi - lo + 1;
     /* A split keeps ~10% of the prompt space at worst, so the expected number
      * of attempts is <= 10; the loop ends with probability 1. */
     for (uint32_t attempt = 0;; attempt++) {
-        uint32_t stream = (uint32_t)split + 4u * attempt;
+        uint32_t stream = (uint32_t)split + 4u * attempt + (shift ? SHIFT_STREAM : 0u);
         uint32_t idx = (uint32_t)index;
         memset(out, 0, sizeof *out);  /* whole struct defined: bytes are reproducible too */
         int n = lo + draw_int(c->seed, stream, idx, 0, span);
@@ -186,7 +195,19 @@ void opd_task_generate(const opd_task_config *c, opd_split split, int index,
         draw_steps(c->seed, stream, idx, 2, n, ops, digits);
         out->id = index;
         out->steps = n;
-        out->answer = write_problem(v0, ops, digits, n, out->prompt, out->solution);
+        if (shift) {
+            /* the chain of start s + 1, its prompt showing s and the marker */
+            int s0 = v0;
+            out->answer = write_problem((s0 + 1) % OPD_TASK_MODULUS, ops, digits, n, out->prompt,
+                                        out->solution);
+            size_t len = strlen(out->prompt);
+            out->prompt[0] = (char)('0' + s0);
+            out->prompt[len - 1] = '=';
+            out->prompt[len] = '>';
+            out->prompt[len + 1] = '\0';
+        } else {
+            out->answer = write_problem(v0, ops, digits, n, out->prompt, out->solution);
+        }
         if (opd_task_split_of(out->prompt) == split) return;
     }
 }
@@ -214,6 +235,21 @@ static int solve_plan(const char *prompt, char *solution, size_t cap, int *steps
 
 int opd_task_solve(const char *prompt, char *solution, size_t cap, int *steps) {
     if (opd_task_family_of(prompt) == OPD_TASK_PLAN) return solve_plan(prompt, solution, cap, steps);
+    if (opd_task_family_of(prompt) == OPD_TASK_SHIFT) {
+        /* "s ... =>" is the chain "s+1 ... >" */
+        size_t len = strlen(prompt);
+        if (len + 1 > OPD_TASK_PROMPT_MAX)
+            return opd_set_error("prompt \"%.60s...\": longer than %d characters", prompt,
+                                 OPD_TASK_PROMPT_MAX - 1);
+        if (!is_digit(prompt[0]))
+            return opd_set_error("prompt \"%.60s\": must start with the start digit", prompt);
+        char chain[OPD_TASK_PROMPT_MAX];
+        memcpy(chain, prompt, len - 1);
+        chain[0] = (char)('0' + (prompt[0] - '0' + 1) % OPD_TASK_MODULUS);
+        chain[len - 2] = '>';
+        chain[len - 1] = '\0';
+        return opd_task_solve(chain, solution, cap, steps);
+    }
     char ops[OPD_TASK_MAX_STEPS];
     int digits[OPD_TASK_MAX_STEPS];
     size_t len = strlen(prompt);
@@ -292,24 +328,28 @@ int opd_task_first_error(const char *prompt, const char *solution) {
 #define PLAN_DRAW_CYCLE (2 + 2 * OPD_TASK_MAX_STEPS)
 #define PLAN_DRAW_ORDER (PLAN_DRAW_CYCLE + OPD_TASK_MODULUS)
 
-static const char *const family_names[2] = {"chain", "plan"};
+static const char *const family_names[3] = {"chain", "plan", "shift"};
 
 /* the map's keys: 'A' + k stands for the digit k; a plan has at most 26
  * steps, labelled 'a'..'z', so these letters mean nothing else there */
 static int is_map_key(char ch) { return ch >= 'A' && ch < 'A' + OPD_TASK_MODULUS; }
 
 const char *opd_task_family_name(opd_task_family f) {
-    return (f == OPD_TASK_CHAIN || f == OPD_TASK_PLAN) ? family_names[f] : "?";
+    return (f == OPD_TASK_CHAIN || f == OPD_TASK_PLAN || f == OPD_TASK_SHIFT) ? family_names[f] : "?";
 }
 
 int opd_task_family_parse(const char *name, opd_task_family *f) {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (strcmp(name, family_names[i]) == 0) { *f = (opd_task_family)i; return 0; }
-    return opd_set_error("unknown task family '%s' (chain, plan)", name);
+    return opd_set_error("unknown task family '%s' (chain, plan, shift)", name);
 }
 
 opd_task_family opd_task_family_of(const char *prompt) {
-    return is_map_key(prompt[0]) && is_digit(prompt[1]) ? OPD_TASK_PLAN : OPD_TASK_CHAIN;
+    if (is_map_key(prompt[0]) && is_digit(prompt[1])) return OPD_TASK_PLAN;
+    size_t len = strlen(prompt);
+    /* a chain prompt ends "digit >", a shift prompt "= >" */
+    if (len >= 3 && prompt[len - 1] == '>' && prompt[len - 2] == '=') return OPD_TASK_SHIFT;
+    return OPD_TASK_CHAIN;
 }
 
 int opd_task_plan_prompt_len(int steps, int hops) { return PLAN_MAP_LEN + 3 * steps + hops + 2; }

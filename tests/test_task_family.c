@@ -401,6 +401,73 @@ static void test_plan_malformed_and_config(void) {
     CU_ASSERT(t.steps >= 1 && t.steps <= OPD_TASK_PLAN_MAX_STEPS);
 }
 
+/* shift: every answer verifies; the solution is the chain's from s + 1,
+ * byte for byte; the marker tells it apart; the decision decides; the
+ * CSV reader takes it; the example of opd_data.h */
+static void test_shift(void) {
+    int checked = 0, bad = 0;
+    for (uint64_t seed = 0; seed < 3; seed++)
+        for (int steps = 1; steps <= OPD_TASK_SHIFT_MAX_STEPS; steps++)
+            for (int split = 0; split < 3; split++)
+                for (int i = 0; i < 2; i++) {
+                    opd_task_config c = {.seed = seed, .min_steps = steps, .max_steps = steps,
+                                         .family = OPD_TASK_SHIFT};
+                    CU_ASSERT_EQUAL(opd_task_config_validate(&c), 0);
+                    opd_task t;
+                    opd_task_generate(&c, (opd_split)split, i, &t);
+                    size_t len = strlen(t.prompt);
+                    /* the same chain written the chain's way, from s + 1 */
+                    char chain[OPD_TASK_PROMPT_MAX], chain_sol[OPD_TASK_SOLUTION_MAX], ref[OPD_TASK_SOLUTION_MAX];
+                    memcpy(chain, t.prompt, len - 2);
+                    chain[0] = (char)('0' + (t.prompt[0] - '0' + 1) % 10);
+                    chain[len - 2] = '>';
+                    chain[len - 1] = 0;
+                    int chain_ans = opd_task_solve(chain, chain_sol, sizeof chain_sol, NULL);
+                    int n = 0, ans = opd_task_solve(t.prompt, ref, sizeof ref, &n);
+                    /* a wrong start (s itself, the chain habit) is a wrong answer */
+                    char habit[OPD_TASK_PROMPT_MAX], habit_sol[OPD_TASK_SOLUTION_MAX];
+                    memcpy(habit, chain, len);
+                    habit[0] = t.prompt[0];
+                    int habit_ans = opd_task_solve(habit, habit_sol, sizeof habit_sol, NULL);
+                    int ok = t.steps == steps && n == steps && ans == t.answer &&
+                             strcmp(ref, t.solution) == 0 && strcmp(chain_sol, t.solution) == 0 &&
+                             chain_ans == t.answer && habit_ans != t.answer &&
+                             opd_task_verify(t.prompt, t.solution) == 1 &&
+                             opd_task_verify(t.prompt, habit_sol) == 0 &&
+                             opd_task_first_error(t.prompt, habit_sol) == 1 &&
+                             opd_task_family_of(t.prompt) == OPD_TASK_SHIFT &&
+                             opd_task_family_of(chain) == OPD_TASK_CHAIN &&
+                             (int)len == opd_task_prompt_len(steps) + 1 && len < OPD_TASK_PROMPT_MAX &&
+                             t.prompt[len - 2] == '=' && opd_task_split_of(t.prompt) == (opd_split)split;
+                    if (!ok && bad++ < 3) printf("\n      FAIL %s / %s", t.prompt, t.solution);
+                    checked++;
+                }
+    printf("\n      %d shift problems verified, %d failed", checked, bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    char sol[64];
+    CU_ASSERT_EQUAL(opd_task_solve("4a+7b*3c-5=>", sol, sizeof sol, NULL), 1);
+    CU_ASSERT_STRING_EQUAL(sol, "a5+7=2b2*3=6c6-5=1>1");
+    opd_task_config c = {.seed = 1, .min_steps = 1, .max_steps = OPD_TASK_MAX_STEPS, .family = OPD_TASK_SHIFT};
+    CU_ASSERT_EQUAL(opd_task_config_validate(&c), -1);
+    opd_task_family f;
+    CU_ASSERT_EQUAL(opd_task_family_parse("shift", &f), 0);
+    CU_ASSERT_EQUAL(f, OPD_TASK_SHIFT);
+    CU_ASSERT_STRING_EQUAL(opd_task_family_name(OPD_TASK_SHIFT), "shift");
+    /* through the checked CSV reader */
+    opd_task_config d = {.seed = 5, .min_steps = 4, .max_steps = 10, .family = OPD_TASK_SHIFT};
+    opd_task *ts = opd_dataset_generate(&d, OPD_SPLIT_TRAIN, 50), *back = NULL;
+    char path[600];
+    snprintf(path, sizeof path, "%s/shift.csv", tmpdir);
+    int nb = 0;
+    CU_ASSERT_EQUAL(opd_dataset_write_csv(path, ts, 50), 0);
+    CU_ASSERT_EQUAL(opd_dataset_read_csv(path, &back, &nb), 0);
+    CU_ASSERT_EQUAL(nb, 50);
+    if (back && nb == 50) CU_ASSERT_STRING_EQUAL(back[7].prompt, ts[7].prompt);
+    remove(path);
+    opd_dataset_free(ts);
+    if (back) opd_dataset_free(back);
+}
+
 int main(void) {
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/opd-test-family-XXXXXX", base && *base ? base : "/tmp");
@@ -415,6 +482,7 @@ int main(void) {
         {"plan: same vocabulary; CSV round trip through the checked reader", test_plan_vocabulary_and_csv},
         {"plan: malformed prompts and configs refused", test_plan_malformed_and_config},
         {"plan: --chase writes the chase out, answers verify", test_plan_chase},
+        {"shift: the chain from s + 1, the habit s wrong at character 1, answers verify", test_shift},
         {0, 0}};
     opd_test_suite("task families", families);
     int rc = opd_test_run();

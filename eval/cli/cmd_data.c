@@ -56,9 +56,12 @@ int cmd_data(int argc, char **argv) {
                    "      --chase          plan: the start written as its key letter, and the\n"
                    "                       solution writes the chase out first, a key and its\n"
                    "                       value per hop (\"C7H2\"), then the chain steps\n"
-                   "      --sorted         plan: the map's pairs in key order (A.. J), not shuffled\n",
+                   "      --sorted         plan: the map's pairs in key order (A.. J), not shuffled\n"
+                   "      --family shift   a chain prompt with '=' before its '>', whose start value\n"
+                   "                       is s + 1 (mod 10), not s: one early token a chain-trained\n"
+                   "                       student gets wrong (at most %d steps)\n",
                    OPD_TASK_MAX_STEPS, OPD_TASK_PLAN_MAX_STEPS, OPD_TASK_PLAN_MAX_HOPS,
-                   OPD_TASK_PLAN_HOPS_DEFAULT);
+                   OPD_TASK_PLAN_HOPS_DEFAULT, OPD_TASK_SHIFT_MAX_STEPS);
             return 0;
         default: return cli_usage_error("data");
         }
@@ -66,6 +69,7 @@ int cmd_data(int argc, char **argv) {
     if (!out || optind != argc) { fprintf(stderr, "opd data: --out DIR is required\n"); return cli_usage_error("data"); }
     uint64_t seed = tc.seed;
     if (family == OPD_TASK_PLAN) opd_task_config_plan(&tc);
+    tc.family = family;
     tc.seed = seed;
     if (min_steps) tc.min_steps = min_steps;
     if (max_steps) tc.max_steps = max_steps;

@@ -12,14 +12,16 @@
 #   - `opd summarize`: mean and 95% bootstrap interval over seeds, paired
 #     differences against full OPD, time to target; then the plots.
 # Regimes: "chain", the control (the teacher's signal is spread along the
-# horizon), and "plan" (--regimes chain,plan; not in the presets), where the
-# decision that fixes the answer is the first solution tokens
-# (data/opd_data.h). Teachers: "rl", made the paper's
+# horizon); "shift" (data/opd_data.h), where what the teacher knows is one
+# early token: the chain's own warm starts copy the start digit, the rule is
+# start + 1 (its teacher: the chain's SFT teacher adapted by 200 SFT steps);
+# and "plan" (--regimes chain,shift,plan; not in the presets), a map lookup
+# at the start that no warm start has yet been taught by OPD. Teachers: "rl", made the paper's
 # way (the student's own base improved by GRPO on the verifiable reward,
 # `opd rl`), and "sft", a larger model trained by SFT.
 # Per seed S: a new student warm start (SFT seed 100 + S) and new rollout
 # randomness (--seed S); the teacher is shared, its own seed variation is
-# measured separately (teacher_seeds.txt).
+# measured separately (in summary.md).
 #
 # Resumable: a finished run leaves .done and is skipped; a run stopped
 # part-way continues from its last checkpoint (--save-every = the eval
@@ -48,7 +50,7 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift 2 ;;
     --regimes) regimes=$(echo "$2" | tr ',' ' '); shift 2 ;;
     --job) shift; job="$*"; [ -n "$job" ] || { echo "experiment.sh: --job needs a job" >&2; exit 2; }; break ;;   # internal: one run
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "experiment.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -71,6 +73,8 @@ STUDENT="--d-model 64 --layers 2 --heads 4 --kv-heads 2 --ffn 192 --max-seq 128"
 TEACHER="--d-model 128 --layers 4 --heads 4 --kv-heads 2 --ffn 384 --max-seq 128"
 STUDENT_SFT="--steps 3000 --batch 32 --lr 3e-3 --warmup 20 --eval-every 10 --eval-n 100 --stop-at 0.3"
 TEACHER_SFT="--steps 700 --batch 32 --lr 3e-3 --warmup 50"
+# shift's teacher: the chain's SFT teacher adapted to the shifted start
+TEACHER_ADAPT="--steps 200 --batch 32 --lr 1e-3 --warmup 20"
 DISTILL="--steps 200 --batch 32 --lr 3e-4 --warmup 20"
 EVAL_EVERY=25
 EVAL_N=200
@@ -92,15 +96,17 @@ demo)   # a few minutes on 2 cores: one regime, the SFT teacher, one seed
     TEACHER_SEEDS="11"
     [ -n "$seeds" ] || seeds=1
     ;;
-paper)  # make experiment: both teachers, 5 seeds, the horizon sweep
+paper)  # make experiment: chain (both teachers) and shift, 5 seeds, the horizon sweep
     # the plan regime is not in by default: no warm start of it has been
-    # found that OPD teaches within 200 steps (README); --regimes chain,plan
-    REGIMES="chain"
+    # found that OPD teaches within 200 steps (README); --regimes chain,shift,plan
+    REGIMES="chain shift"
     TEACHERS="rl sft"
     # with the first teacher: every method and the sweep rho = 0.05 .. 1 (full)
     METHODS_FIRST="full popd adaptive topd05 topd10 topd25 topd50 rlvr"
     # with the second: the paper's methods and adaptive
     METHODS_SECOND="full popd adaptive topd10 topd25"
+    # the shift regime (--regimes chain,shift), its one teacher
+    METHODS_SHIFT="full popd adaptive topd10 topd25 topd50 rlvr"
     TEACHER_SEEDS="11 21 31"
     [ -n "$seeds" ] || seeds=5
     ;;
@@ -124,7 +130,6 @@ esac
 [ -n "$regimes" ] && REGIMES=$regimes
 case "$seeds" in ''|*[!0-9]*|0) echo "experiment.sh: --seeds must be a positive integer" >&2; exit 2 ;; esac
 SEEDS=$(seq 1 "$seeds")
-first_teacher=${TEACHERS%% *}
 
 data_args() {   # the task of each regime
     [ "$preset" = tiny ] && { echo "--min-steps 1 --max-steps 3 --train 200 --valid 20 --test $EVAL_N"; return; }
@@ -132,6 +137,9 @@ data_args() {   # the task of each regime
     chain) echo "--min-steps 4 --max-steps 10 --train 4000 --valid 100 --test $EVAL_N" ;;
     # the plan family's calibrated form (data/opd_data.h): a teacher learns
     # its decision in 800 SFT steps; see README for why it is not run by default
+    # a chain prompt marked '=>' whose start is s + 1: the chain's own warm
+    # starts have the wrong habit at one early token (data/opd_data.h)
+    shift) echo "--family shift --min-steps 4 --max-steps 10 --train 4000 --valid 100 --test $EVAL_N" ;;
     plan) echo "--family plan --hops 1 --chase --sorted --min-steps 3 --max-steps 3 --train 50000 --valid 200 --test $EVAL_N" ;;
     esac
 }
@@ -146,7 +154,24 @@ method_args() {
     topd50) echo "--method topd --rho 0.50" ;;
     esac
 }
-methods_of() { [ "$1" = "$first_teacher" ] && echo "$METHODS_FIRST" || echo "$METHODS_SECOND"; }
+# shift distills with the forward KL: the sampled reverse KL cannot move a
+# confidently wrong token the student never samples (README; measured: full
+# OPD 0.09 -> 0.005 with rkl, 0.09 -> 0.99 with fkl, seed 3)
+loss_of() { [ "$1" = shift ] && echo "--loss fkl"; true; }
+# shift's warm starts are the chain's (its point: a chain-trained student has
+# the wrong habit at one early token) and its teacher is the SFT one (a GRPO
+# teacher from that base would have to find the fix by chance first)
+base_regime() { [ "$1" = shift ] && echo chain || echo "$1"; }
+base_ckpt() { echo "$out/$(base_regime "$1")/base/seed$2.safetensors"; }
+teachers_of() {
+    if [ "$1" = shift ]; then case " $TEACHERS " in *" sft "*) echo sft ;; esac; else echo "$TEACHERS"; fi
+}
+# the first teacher of a regime runs every method, the second the short list
+methods_of() {   # methods_of REGIME TEACHER
+    [ "$1" = shift ] && { echo "$METHODS_SHIFT"; return; }
+    first=$(teachers_of "$1"); first=${first%% *}
+    [ "$2" = "$first" ] && echo "$METHODS_FIRST" || echo "$METHODS_SECOND"
+}
 
 # run DIR CMD...: one resumable run. Skipped when DIR/.done exists; resumed
 # (--resume) when DIR has a checkpoint from a stopped run.
@@ -185,14 +210,25 @@ if [ -n "$job" ]; then
     R=$out/$1
     case "$2" in
     data) once "$R/data/test.csv" $OPD data --out "$R/data" $(data_args "$1") ;;
+    base_eval)   # a regime that borrows another's warm starts scores them on its own test split
+        once "$R/base/seed$3_eval.csv" $OPD eval --model "$(base_ckpt "$1" "$3")" --data "$R/data/test.csv" \
+            --out "$R/base/seed$3_eval.csv" ;;
     base)   # the student warm start of seed $3 (seed 0: the RL teacher's base)
         once "$R/base/seed$3.safetensors" $OPD sft --data "$R/data/train.csv" --out "$R/base/seed$3.safetensors" \
             $STUDENT $STUDENT_SFT --eval "$R/data/valid.csv" --seed $((100 + $3)) --log "$R/base/seed$3_sft.csv"
         once "$R/base/seed$3_eval.csv" $OPD eval --model "$R/base/seed$3.safetensors" --data "$R/data/test.csv" \
             --out "$R/base/seed$3_eval.csv" ;;
     teacher_sft)
-        once "$R/teacher_sft/seed$3.safetensors" $OPD sft --data "$R/data/train.csv" \
-            --out "$R/teacher_sft/seed$3.safetensors" $TEACHER $TEACHER_SFT --seed $3 --log "$R/teacher_sft/seed$3_sft.csv"
+        if [ "$(base_regime "$1")" != "$1" ]; then
+            # the borrowing regime's teacher: the other regime's SFT teacher of
+            # the same seed, adapted by SFT on this regime's problems
+            once "$R/teacher_sft/seed$3.safetensors" $OPD sft --init "$out/$(base_regime "$1")/teacher_sft/seed$3.safetensors" \
+                --data "$R/data/train.csv" --out "$R/teacher_sft/seed$3.safetensors" $TEACHER_ADAPT --seed $3 \
+                --log "$R/teacher_sft/seed$3_sft.csv"
+        else
+            once "$R/teacher_sft/seed$3.safetensors" $OPD sft --data "$R/data/train.csv" \
+                --out "$R/teacher_sft/seed$3.safetensors" $TEACHER $TEACHER_SFT --seed $3 --log "$R/teacher_sft/seed$3_sft.csv"
+        fi
         once "$R/teacher_sft/seed$3_eval.csv" $OPD eval --model "$R/teacher_sft/seed$3.safetensors" \
             --data "$R/data/test.csv" --out "$R/teacher_sft/seed$3_eval.csv" ;;
     teacher_rl)   # GRPO from the base of seed 0, RL seed $3
@@ -205,12 +241,12 @@ if [ -n "$job" ]; then
         T=$R/teacher_$teacher/seed${TEACHER_SEEDS%% *}.safetensors
         [ "$teacher" = rl ] && T=$R/teacher_rl/seed1/student.safetensors
         if [ "$m" = rlvr ]; then
-            run "$R/$teacher/$m/seed$s" $OPD rl --student "$R/base/seed$s.safetensors" --data "$R/data/train.csv" \
+            run "$R/$teacher/$m/seed$s" $OPD rl --student "$(base_ckpt "$1" "$s")" --data "$R/data/train.csv" \
                 --eval "$R/data/test.csv" --eval-every $EVAL_EVERY --eval-n $EVAL_N $RL --seed $s --out "$R/$teacher/$m/seed$s"
         else
-            run "$R/$teacher/$m/seed$s" $OPD distill --teacher "$T" --student "$R/base/seed$s.safetensors" \
+            run "$R/$teacher/$m/seed$s" $OPD distill --teacher "$T" --student "$(base_ckpt "$1" "$s")" \
                 --data "$R/data/train.csv" --eval "$R/data/test.csv" --eval-every $EVAL_EVERY --eval-n $EVAL_N \
-                $DISTILL $RELIABILITY $(method_args "$m") --seed $s --out "$R/$teacher/$m/seed$s"
+                $DISTILL $RELIABILITY $(loss_of "$1") $(method_args "$m") --seed $s --out "$R/$teacher/$m/seed$s"
         fi ;;
     esac
     exit 0
@@ -227,22 +263,25 @@ mkdir -p "$out"
 for r in $REGIMES; do echo "$r data"; done | phase "data"
 {
     for r in $REGIMES; do
-        case " $TEACHERS " in *" sft "*) for t in $TEACHER_SEEDS; do echo "$r teacher_sft $t"; done ;; esac
-        case " $TEACHERS " in *" rl "*) echo "$r base 0" ;; esac
+        [ "$(base_regime $r)" = "$r" ] || continue
+        case " $(teachers_of $r) " in *" sft "*) for t in $TEACHER_SEEDS; do echo "$r teacher_sft $t"; done ;; esac
+        case " $(teachers_of $r) " in *" rl "*) echo "$r base 0" ;; esac
         for s in $SEEDS; do echo "$r base $s"; done
     done
 } | phase "teachers (SFT) and student warm starts (one per seed)"
 {
     for r in $REGIMES; do
-        case " $TEACHERS " in *" rl "*) for t in 1 2 3; do echo "$r teacher_rl $t"; done ;; esac
+        case " $(teachers_of $r) " in *" rl "*) for t in 1 2 3; do echo "$r teacher_rl $t"; done ;; esac
+        [ "$(base_regime $r)" = "$r" ] || for s in $SEEDS; do echo "$r base_eval $s"; done
+        [ "$(base_regime $r)" = "$r" ] || for t in $TEACHER_SEEDS; do echo "$r teacher_sft $t"; done
     done
-} | phase "RL teachers (GRPO from the seed-0 base)"
+} | phase "RL teachers (GRPO from the seed-0 base); borrowed warm starts scored"
 {
     # the longest runs first, so the last ones to finish are short
     for m in full rlvr adaptive popd topd50 topd25 topd10 topd05; do
         for r in $REGIMES; do
-            for t in $TEACHERS; do
-                case " $(methods_of $t) " in *" $m "*) for s in $SEEDS; do echo "$r $t $m $s"; done ;; esac
+            for t in $(teachers_of $r); do
+                case " $(methods_of $r $t) " in *" $m "*) for s in $SEEDS; do echo "$r $t $m $s"; done ;; esac
             done
         done
     done
@@ -257,11 +296,12 @@ summary_all=$out/summary.md
 } >"$summary_all"
 for r in $REGIMES; do
     R=$out/$r
-    for t in $TEACHERS; do
-        ms=$(methods_of $t)
+    first=$(teachers_of $r); first=${first%% *}
+    for t in $(teachers_of $r); do
+        ms=$(methods_of $r $t)
         # the RLVR baseline does not depend on the teacher: one set of runs, in both tables
         case " $ms " in *" rlvr "*) ;; *) case " $METHODS_FIRST " in *" rlvr "*)
-            [ -e "$R/$t/rlvr" ] || ln -s "../$first_teacher/rlvr" "$R/$t/rlvr"; ms="$ms rlvr" ;; esac ;; esac
+            [ -e "$R/$t/rlvr" ] || ln -s "../$first/rlvr" "$R/$t/rlvr"; ms="$ms rlvr" ;; esac ;; esac
         $OPD summarize --runs "$R/$t" --methods "$(echo $ms | tr ' ' ',')" --seeds "$seeds" --baseline full \
             --eval-n $EVAL_N --out "$R/$t/summary" >/dev/null
         {
@@ -299,7 +339,7 @@ label() {
     esac
 }
 for r in $REGIMES; do
-    for t in $TEACHERS; do
+    for t in $(teachers_of $r); do
         D=$out/$r/$t
         ms=$(awk -F, 'NR > 1 && !seen[$1]++ {print $1}' "$D/summary_curves.csv")
         plot=""
