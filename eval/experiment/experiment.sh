@@ -358,8 +358,8 @@ set ylabel "test pass@1 (greedy, full horizon)"
 set title "$r task, $t teacher: mean and 95% bootstrap band over $seeds seed(s)"
 plot ${plot%,}
 GP
-        # the horizon sweep: TOPD at rho = 0.05 .. 0.5 and full OPD (rho = 1)
-        if grep -q '^topd05,' "$D/summary.csv" 2>/dev/null; then
+        # the horizon sweep: TOPD at the rho run (0.05 .. 0.5) and full OPD (rho = 1)
+        if grep -q '^topd50,' "$D/summary.csv" 2>/dev/null; then
             awk -F, 'NR > 1 { r = ""
                 if ($1 == "topd05") r = 0.05; if ($1 == "topd10") r = 0.10; if ($1 == "topd25") r = 0.25
                 if ($1 == "topd50") r = 0.50; if ($1 == "full") r = 1
