@@ -301,7 +301,12 @@ for r in $REGIMES; do
         ms=$(methods_of $r $t)
         # the RLVR baseline does not depend on the teacher: one set of runs, in both tables
         case " $ms " in *" rlvr "*) ;; *) case " $METHODS_FIRST " in *" rlvr "*)
-            [ -e "$R/$t/rlvr" ] || ln -s "../$first/rlvr" "$R/$t/rlvr"; ms="$ms rlvr" ;; esac ;; esac
+            # (copies of its logs, not a link: a tree with links does not copy plainly)
+            for s in $SEEDS; do
+                mkdir -p "$R/$t/rlvr/seed$s"
+                cp "$R/$first/rlvr/seed$s/eval.csv" "$R/$first/rlvr/seed$s/log.csv" "$R/$t/rlvr/seed$s/"
+            done
+            ms="$ms rlvr" ;; esac ;; esac
         $OPD summarize --runs "$R/$t" --methods "$(echo $ms | tr ' ' ',')" --seeds "$seeds" --baseline full \
             --eval-n $EVAL_N --out "$R/$t/summary" >/dev/null
         {
